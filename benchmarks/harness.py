@@ -1,0 +1,113 @@
+"""Timing and reporting shared by the benchmark suites.
+
+Every timing is the median over ``repeats`` calls after ``warmup`` untimed calls (which also
+absorb JIT compilation). JAX results are blocked on before the clock stops. Each suite returns
+rows (dicts); :func:`save` writes them with a description of the machine to
+``benchmarks/results/<suite>-<platform>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _block(out: Any) -> Any:
+    return jax.block_until_ready(out)
+
+
+def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7) -> dict[str, float]:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        _block(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _block(fn())
+        times.append(time.perf_counter() - start)
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "repeats": repeats,
+    }
+
+
+def compare(
+    name: str,
+    ours: Callable[[], Any],
+    peer: Callable[[], Any] | None,
+    *,
+    peer_name: str,
+    target: float | None = None,
+    warmup: int = 2,
+    repeats: int = 7,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Time ``ours`` and ``peer`` in the same run; ``speedup`` = peer / ours.
+
+    ``target`` is the speed-up the row must reach; ``meets_target`` records whether it did.
+    ``peer`` may be None when the peer package is not installed (the row then has no ratio).
+    """
+    row: dict[str, Any] = {"name": name, "peer": peer_name, **extra}
+    row["ours"] = measure(ours, warmup=warmup, repeats=repeats)
+    if peer is not None:
+        row["peer_timing"] = measure(peer, warmup=warmup, repeats=repeats)
+        row["speedup"] = row["peer_timing"]["median_s"] / row["ours"]["median_s"]
+    if target is not None:
+        row["target_speedup"] = target
+        row["meets_target"] = bool(row.get("speedup", 0.0) >= target)
+    return row
+
+
+def device_info() -> dict[str, Any]:
+    """The machine and JAX backend the numbers were measured on."""
+    dev = jax.devices()[0]
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def save(suite: str, rows: list[dict[str, Any]], *, directory: Path | None = None) -> Path:
+    """Write ``rows`` with :func:`device_info` to ``<directory>/<suite>-<platform>.json``."""
+    info = device_info()
+    directory = RESULTS_DIR if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{suite}-{info['platform']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    payload = {"suite": suite, "device": info, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "rows": rows}
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One human-readable line for a result row."""
+    text = f"{row['name']:<48} ours {row['ours']['median_s'] * 1e3:9.1f} ms"
+    if "peer_timing" in row:
+        text += (f" | {row['peer']} {row['peer_timing']['median_s'] * 1e3:9.1f} ms"
+                 f" | x{row['speedup']:.2f}")
+    if "target_speedup" in row:
+        text += f" (target x{row['target_speedup']:g}: {'ok' if row['meets_target'] else 'MISSED'})"
+    return text
