@@ -95,8 +95,12 @@ def save(suite: str, rows: list[dict[str, Any]], *, directory: Path | None = Non
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{suite}-{info['platform']}.json"
     tmp = path.with_suffix(".json.tmp")
-    payload = {"suite": suite, "device": info, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "rows": rows}
+    payload = {
+        "suite": suite,
+        "device": info,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": rows,
+    }
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
     return path
@@ -106,8 +110,10 @@ def format_row(row: dict[str, Any]) -> str:
     """One human-readable line for a result row."""
     text = f"{row['name']:<48} ours {row['ours']['median_s'] * 1e3:9.1f} ms"
     if "peer_timing" in row:
-        text += (f" | {row['peer']} {row['peer_timing']['median_s'] * 1e3:9.1f} ms"
-                 f" | x{row['speedup']:.2f}")
+        text += (
+            f" | {row['peer']} {row['peer_timing']['median_s'] * 1e3:9.1f} ms"
+            f" | x{row['speedup']:.2f}"
+        )
     if "target_speedup" in row:
         text += f" (target x{row['target_speedup']:g}: {'ok' if row['meets_target'] else 'MISSED'})"
     return text
