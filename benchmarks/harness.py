@@ -8,6 +8,8 @@ rows (dicts); :func:`save` writes them with a description of the machine to
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import platform
@@ -71,6 +73,13 @@ def compare(
     return row
 
 
+def cpu_threads() -> int:
+    """CPU cores this process may use (the thread count given to peers such as PyTorch)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def device_info() -> dict[str, Any]:
     """The machine and JAX backend the numbers were measured on."""
     dev = jax.devices()[0]
@@ -79,7 +88,7 @@ def device_info() -> dict[str, Any]:
         "device_kind": dev.device_kind,
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
-        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "usable_cpus": cpu_threads(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -117,3 +126,42 @@ def format_row(row: dict[str, Any]) -> str:
     if "target_speedup" in row:
         text += f" (target x{row['target_speedup']:g}: {'ok' if row['meets_target'] else 'MISSED'})"
     return text
+
+
+def suite_names() -> list[str]:
+    """The suites: every module of this package but the harness itself."""
+    here = Path(__file__).resolve().parent
+    return sorted(
+        p.stem for p in here.glob("*.py") if p.stem not in ("__init__", "__main__", "harness")
+    )
+
+
+def run_suites(names: list[str] | None = None, *, quick: bool = False) -> int:
+    """Run suites by name (all when None), print their rows and save them; exit status.
+
+    The status is 1 when a row misses its target, 2 for an unknown suite, else 0.
+    """
+    available = suite_names()
+    names = names or available
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        print(f"unknown suite(s) {unknown}; available: {available}")
+        return 2
+    print(f"device: {device_info()}")
+    missed = False
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        rows = module.run(quick=quick)
+        print(f"[{name}]")
+        for row in rows:
+            print("  " + format_row(row))
+            missed |= row.get("meets_target") is False
+        print(f"  saved {save(name, rows)}")
+    return 1 if missed else 0
+
+
+def main(suite: str) -> None:
+    """Command-line entry of one suite: ``python -m benchmarks.<suite> [--quick]``."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{suite}")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    raise SystemExit(run_suites([suite], quick=parser.parse_args().quick))
