@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -136,9 +137,13 @@ def _surface_distances(
     box = _union_box(a, b)
     surf_a = _framed_surface(a, box, margin)
     surf_b = _framed_surface(b, box, margin)
-    a_to_b = _nearest(surf_a, surf_b, offsets, lengths, spacing)
-    b_to_a = _nearest(surf_b, surf_a, offsets, lengths, spacing) if symmetric else None
-    return a_to_b, b_to_a
+    if not symmetric:
+        return _nearest(surf_a, surf_b, offsets, lengths, spacing), None
+    # The two directions are independent and numpy releases the GIL in their heavy operations.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        b_to_a = pool.submit(_nearest, surf_b, surf_a, offsets, lengths, spacing)
+        a_to_b = _nearest(surf_a, surf_b, offsets, lengths, spacing)
+        return a_to_b, b_to_a.result()
 
 
 def _hd95(a_to_b: np.ndarray, b_to_a: np.ndarray) -> float:
