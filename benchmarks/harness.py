@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -80,8 +81,28 @@ def cpu_threads() -> int:
     return os.cpu_count() or 1
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions(packages: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for name in packages:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def device_info() -> dict[str, Any]:
-    """The machine and JAX backend the numbers were measured on."""
+    """The machine, JAX backend and peer package versions the numbers were measured on."""
     dev = jax.devices()[0]
     return {
         "platform": dev.platform,
@@ -89,11 +110,12 @@ def device_info() -> dict[str, Any]:
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": cpu_threads(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "numpy": np.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "packages": _versions(("scipy", "scikit-image", "medpy", "torch", "monai")),
     }
 
 
