@@ -1,0 +1,1 @@
+"""Interoperability with other frameworks' checkpoints (PyTorch: :mod:`jaxseg.interop.torch`)."""
