@@ -38,6 +38,8 @@ import numpy as np
 from jaxseg.errors import DataError
 from jaxseg.nn import AtlasSTN, Discriminator3D, UNet, VNet
 
+__all__ = ["NAMES", "REFERENCE_INPUTS", "import_state_dict", "load_checkpoint", "reference_module"]
+
 NAMES = ("vnet", "discriminator3d", "unet2d", "unet3d", "stn2d", "stn3d")
 
 # Input shapes (batch 1, channels last) that fix each reference network's parameter shapes
