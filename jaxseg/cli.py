@@ -48,6 +48,12 @@ def _bench(args: argparse.Namespace) -> int:
     return run_suites(args.suite, quick=args.quick)
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from jaxseg.data.check import main as check_main
+
+    return check_main(args.directory, args.json_path, num_classes=args.num_classes)
+
+
 def _planned(name: str):
     def handler(args: argparse.Namespace) -> int:
         print(f"jaxseg {name}: not available in jaxseg {__version__} yet.", file=sys.stderr)
@@ -82,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, summary in _PLANNED.items():
         sub = commands.add_parser(name, help=summary, description=summary)
-        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        if name == "train":
+            sub.add_argument("config", help="experiment config file, optionally CONFIG:setting")
+            sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+        sub.add_argument("--workdir", required=True, help="run directory")
+        if name == "predict":
+            sub.add_argument("--input", required=True, help="image file to segment")
+            sub.add_argument("--output", required=True, help="label file to write")
         sub.set_defaults(handler=_planned(name))
 
     bench = commands.add_parser(
@@ -102,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_commands.add_parser(
         "check", help="validate every case of a data set directory (exit 1 on any problem)"
     )
-    check.add_argument("directory")
-    check.set_defaults(handler=_planned("data check"))
+    check.add_argument("directory", help="a Decathlon NIfTI, LA h5 or letter-B PNG data set")
+    check.add_argument("--json", dest="json_path", help="also write the report as JSON here")
+    check.add_argument(
+        "--num-classes", type=int, help="expected number of classes (default: from the data set)"
+    )
+    check.set_defaults(handler=_data_check)
     return parser
 
 

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jaxseg.cli import build_parser, main
@@ -24,10 +25,46 @@ def test_console_script_help_runs():
     assert "demo" in out and "bench" in out
 
 
-@pytest.mark.parametrize("argv", [["train", "cfg.py", "--workdir", "x"], ["data", "check", "d"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "cfg.py", "--workdir", "x"],
+        ["predict", "--workdir", "x", "--input", "a.nii.gz", "--output", "b.nii.gz"],
+    ],
+)
 def test_unavailable_commands_exit_2_with_a_message(argv, capsys):
     assert main(argv) == 2
     assert "not available" in capsys.readouterr().err
+
+
+def test_data_check_reports_an_unknown_layout(tmp_path, capsys):
+    assert main(["data", "check", str(tmp_path)]) == 2
+    assert "layout" in capsys.readouterr().err
+
+
+def test_data_check_flags_a_bad_case(tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "letters"
+    (root / "clean").mkdir(parents=True)
+    image = np.zeros((16, 16), np.uint8)
+    label = np.zeros((16, 16), np.uint8)
+    label[4:9, 4:9] = 255
+    Image.fromarray(image).save(root / "clean" / "B1_img.png")
+    Image.fromarray(label).save(root / "clean" / "B1_seg.png")
+    (root / "clean" / "B2_img.png").write_bytes(b"not a png")
+    Image.fromarray(label).save(root / "clean" / "B2_seg.png")
+    (root / "train.csv").write_text(
+        "img\ndata/synth2d/clean/B1_img.png\ndata/synth2d/clean/B2_img.png\n"
+    )
+    (root / "train.seg.csv").write_text(
+        "img\ndata/synth2d/clean/B1_seg.png\ndata/synth2d/clean/B2_seg.png\n"
+    )
+    report = tmp_path / "report.json"
+    assert main(["data", "check", str(root), "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "B2_img.png" in out
+    assert json.loads(report.read_text())
 
 
 def test_bench_outside_a_checkout_says_so(tmp_path, monkeypatch, capsys):

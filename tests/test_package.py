@@ -33,6 +33,11 @@ RULES = {
     **{part: ({"jax", "jaxlib", "numpy", "scipy"}, {*PURE_CORE, "errors"}) for part in PURE_CORE},
     "nn": ({"jax", "flax", "numpy"}, {*PURE_CORE, "nn", "errors"}),
     "interop": ({"jax", "flax", "numpy", "torch"}, {*PURE_CORE, "nn", "interop", "errors"}),
+    # absl: grain's worker processes need its flags parsed (see jaxseg.data.pipeline).
+    "data": (
+        {"jax", "numpy", "scipy", "grain", "nibabel", "h5py", "PIL", "absl", "matplotlib"},
+        {*PURE_CORE, "data", "errors"},
+    ),
 }
 
 
@@ -52,7 +57,10 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
+            if node.module == "jaxseg":  # from jaxseg import geometry
+                names.update(f"jaxseg.{alias.name}" for alias in node.names)
+            else:
+                names.add(node.module)
     return names
 
 

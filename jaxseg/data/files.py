@@ -1,0 +1,58 @@
+"""File listings shared by the readers: which image goes with which label, and case ids."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from jaxseg.errors import DataError
+
+# Suffixes stripped from file names to make case ids; longest first.
+_SUFFIXES = (".nii.gz", ".nii", ".png", ".h5")
+
+
+class CaseFiles(NamedTuple):
+    """Where one case lives on disk: its id, the image file and the label file (or None).
+
+    The listing functions (``decathlon_cases``, ``paired_cases``, ``png_list_cases``) return
+    these without opening the files; the ``load_*`` readers open and validate them.
+    """
+
+    id: str
+    image: Path
+    label: Path | None
+
+
+def strip_suffix(name: str) -> str:
+    """A file name without its image suffix (``.nii.gz``, ``.nii``, ``.png``, ``.h5``)."""
+    lower = name.lower()
+    for suffix in _SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``Path(path)`` when it names an existing regular file, else :class:`DataError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise DataError(f"{path}: {what} is not a regular file")
+    return path
+
+
+def visible_files(directory: Path) -> list[Path]:
+    """Regular files of ``directory``, sorted by name, hidden files (``.*``) left out.
+
+    Hidden files are skipped on purpose: archives made on macOS carry ``._name`` resource-fork
+    files beside every real file (the Medical Segmentation Decathlon tarballs do).
+    """
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def describe(err: BaseException) -> str:
+    """``"TypeName: message"`` on one line, for wrapping library errors into DataError."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -1,0 +1,354 @@
+"""NIfTI image/label pairs (pancreas CT, CCTA, brain MR, Medical Segmentation Decathlon).
+
+Arrays keep the order of the NIfTI data array: a 3D volume ``(X, Y, Z)`` becomes an image
+``(X, Y, Z, 1)``, a 4D one ``(X, Y, Z, C)`` keeps its last axis as channels. Spacing comes from
+the header zooms and the affine from ``img.affine`` (sform when set, else qform), so predictions
+written back with :func:`save_nifti` overlay the input in a viewer.
+
+Every problem with a file raises :class:`jaxseg.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from jaxseg.data.case import Case
+from jaxseg.data.files import CaseFiles, describe, require_file, strip_suffix, visible_files
+from jaxseg.errors import DataError
+
+__all__ = ["decathlon_cases", "load_case", "paired_cases", "save_nifti"]
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(_NIFTI_SUFFIXES)
+
+
+def _read(path: str | os.PathLike, what: str) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """The nibabel image and its full data array (scaling applied), or DataError."""
+    path = require_file(path, f"{what} file")
+    try:
+        img = nib.load(path, mmap=False)
+    except MemoryError:
+        raise
+    except Exception as err:  # nibabel raises many kinds for bad headers
+        raise DataError(
+            f"{path}: not a NIfTI file, or its header is truncated or corrupt ({describe(err)})"
+        ) from err
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise DataError(f"{path}: not a NIfTI file (nibabel read it as {type(img).__name__})")
+    try:
+        data = np.asanyarray(img.dataobj)
+    except MemoryError:
+        raise
+    except Exception as err:  # EOFError, zlib.error, OSError, ValueError for short files
+        raise DataError(f"{path}: truncated or corrupt NIfTI data ({describe(err)})") from err
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise DataError(f"{path}: unsupported NIfTI data type {data.dtype}")
+    return img, np.asarray(data)
+
+
+def _spatial(img: nib.Nifti1Image) -> tuple[np.ndarray, tuple[float, ...]]:
+    return np.asarray(img.affine, dtype=float), tuple(float(z) for z in img.header.get_zooms()[:3])
+
+
+def load_case(
+    image_path: str | os.PathLike,
+    label_path: str | os.PathLike | None = None,
+    *,
+    case_id: str | None = None,
+    num_classes: int | None = None,
+    require_label: bool = False,
+    affine_atol: float = 1e-3,
+) -> Case:
+    """Read a NIfTI image (and label) into a validated :class:`Case`.
+
+    Args:
+      image_path: ``.nii`` or ``.nii.gz`` image. A 3D volume ``(X, Y, Z)`` becomes
+        ``(X, Y, Z, 1)``; a 4D one ``(X, Y, Z, C)`` keeps its last axis as channels (a 5D
+        ``(X, Y, Z, 1, C)`` vector image is read as 4D). Intensities are the stored values with
+        the header scaling applied, as float32 (e.g. Hounsfield units for CT).
+      label_path: optional label map on the same grid; 3D (or 4D with one channel), integer
+        valued, non-negative.
+      case_id: id of the case; default the image file name without ``.nii[.gz]``.
+      num_classes: when given, every label value must lie in ``range(num_classes)``.
+      require_label: when True, a label file must be given and must hold some foreground.
+      affine_atol: largest absolute difference (mm) allowed between the image and label
+        affines.
+
+    Returns:
+      A :class:`Case` with spacing from the image header zooms and affine ``img.affine``.
+
+    Raises:
+      DataError: naming the file, when a file is missing, unreadable, truncated or corrupt, the
+        image has non-finite values, or the label does not fit the image (shape, affine), has
+        non-integer, negative or out-of-range values, or no foreground with ``require_label``.
+    """
+    img, data = _read(image_path, "image")
+    image_path = Path(image_path)
+    if data.ndim == 5 and data.shape[3] == 1:
+        data = data[:, :, :, 0, :]
+    if data.ndim == 3:
+        data = data[..., None]
+    if data.ndim != 4:
+        raise DataError(
+            f"{image_path}: expected a 3D (X, Y, Z) or 4D (X, Y, Z, C) image, "
+            f"got shape {data.shape}"
+        )
+    image = data.astype(np.float32)
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise DataError(f"{image_path}: image has {bad} non-finite intensities (NaN or inf)")
+    affine, spacing = _spatial(img)
+
+    label = None
+    if label_path is None:
+        if require_label:
+            raise DataError(f"{image_path}: a label file is required but none was given")
+    else:
+        label_path = Path(label_path)
+        lab_img, lab = _read(label_path, "label")
+        if lab.ndim == 4 and lab.shape[3] == 1:
+            lab = lab[..., 0]
+        if lab.shape != image.shape[:3]:
+            raise DataError(
+                f"{label_path}: label shape {lab.shape} does not match image shape "
+                f"{image.shape[:3]} of {image_path}"
+            )
+        lab_affine, _ = _spatial(lab_img)
+        if not np.allclose(lab_affine, affine, rtol=0.0, atol=affine_atol):
+            diff = float(np.abs(lab_affine - affine).max())
+            raise DataError(
+                f"{label_path}: label affine differs from the affine of {image_path} by up to "
+                f"{diff:.3g} (tolerance {affine_atol:g}); the label is not on the image grid"
+            )
+        label = _integer_label(lab, label_path, num_classes, require_label)
+
+    source = str(image_path) if label_path is None else f"{image_path} (label {label_path})"
+    return Case(
+        id=case_id if case_id is not None else strip_suffix(image_path.name),
+        image=image,
+        label=label,
+        spacing=spacing,
+        affine=affine,
+        source=source,
+    )
+
+
+def _integer_label(
+    lab: np.ndarray, path: Path, num_classes: int | None, require_label: bool
+) -> np.ndarray:
+    """Validate a label array read from ``path`` and return it as int32."""
+    if lab.dtype == bool:
+        lab = lab.astype(np.uint8)
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not np.all(np.isfinite(lab)):
+            raise DataError(f"{path}: label has non-finite values")
+        rounded = np.rint(lab)
+        if not np.array_equal(rounded, lab):
+            raise DataError(f"{path}: label has non-integer values")
+        lab = rounded
+    if lab.size and lab.min() < 0:
+        raise DataError(f"{path}: label has negative values (min {lab.min():g})")
+    if lab.size and lab.max() > np.iinfo(np.int32).max:
+        raise DataError(f"{path}: label values too large for int32 (max {lab.max():g})")
+    lab = lab.astype(np.int32)
+    if num_classes is not None:
+        outside = np.unique(lab[lab >= num_classes])
+        if outside.size:
+            raise DataError(
+                f"{path}: label values {outside[:10].tolist()} outside range({num_classes})"
+            )
+    if require_label and not np.any(lab):
+        raise DataError(f"{path}: label is empty (no foreground voxel)")
+    return lab
+
+
+def _storage_dtype(array: np.ndarray) -> np.dtype:
+    """The on-disk dtype for ``array``: compact integers for label maps, float32 otherwise."""
+    if array.dtype == bool:
+        return np.dtype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        for candidate in (np.uint8, np.int16, np.int32):
+            info = np.iinfo(candidate)
+            if info.min <= lo and hi <= info.max:
+                return np.dtype(candidate)
+        raise ValueError(f"integer values in [{lo}, {hi}] do not fit int32")
+    if np.issubdtype(array.dtype, np.floating):
+        return np.dtype(np.float32)
+    raise ValueError(f"cannot write an array of dtype {array.dtype} to NIfTI")
+
+
+def save_nifti(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    affine: np.ndarray | None = None,
+    *,
+    reference: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``array`` as a NIfTI file, atomically.
+
+    The file is written under a temporary name in the destination directory and moved into
+    place with ``os.replace``, so ``path`` either keeps its old content or holds the complete new
+    file, never a partial one.
+
+    Args:
+      path: destination ending in ``.nii.gz`` (compressed) or ``.nii``.
+      array: ``(X, Y, Z)`` (a label map or a single-channel image) or ``(X, Y, Z, C)``, in the
+        axis order of the reference image. Booleans and integers are stored as the smallest of
+        uint8/int16/int32 that holds them; floats as float32.
+      affine: ``(4, 4)`` voxel-to-world matrix (e.g. ``case.affine``). Default: the reference's
+        affine, or the identity when there is no reference.
+      reference: optional NIfTI file (typically the input image) whose header is copied (qform
+        and sform codes, units, orientation, description), so the output overlays it in a
+        viewer. Its spatial shape must equal ``array.shape[:3]``.
+
+    Returns:
+      ``Path(path)``.
+
+    Raises:
+      ValueError: for a path that is not ``.nii``/``.nii.gz`` or an array of the wrong rank or
+        shape; DataError when the reference cannot be read.
+    """
+    path = Path(path)
+    if not _is_nifti(path):
+        raise ValueError(f"{path}: a NIfTI path must end in .nii or .nii.gz")
+    array = np.asarray(array)
+    if array.ndim not in (3, 4):
+        raise ValueError(f"expected a (X, Y, Z) or (X, Y, Z, C) array, got shape {array.shape}")
+    data = array.astype(_storage_dtype(array))
+    header = None
+    image_class = nib.Nifti1Image
+    if reference is not None:
+        ref, _ = _read(reference, "reference")
+        if tuple(ref.shape[:3]) != data.shape[:3]:
+            raise ValueError(
+                f"array spatial shape {data.shape[:3]} differs from the reference "
+                f"{reference} shape {tuple(ref.shape[:3])}"
+            )
+        image_class = type(ref)
+        header = ref.header.copy()
+        header["cal_min"], header["cal_max"] = 0.0, 0.0  # the input's display range is not ours
+        if affine is None:
+            affine = ref.affine
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise ValueError(f"affine must be a finite (4, 4) matrix, got shape {affine.shape}")
+    img = image_class(data, affine, header=header)
+    img.set_data_dtype(data.dtype)
+    img.header.set_slope_inter(1.0, 0.0)
+    if header is None:
+        img.header.set_xyzt_units("mm", "sec")
+
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{suffix}")
+    try:
+        nib.save(img, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def scan_decathlon(
+    root: str | os.PathLike, split: str = "train"
+) -> tuple[list[CaseFiles], list[Path]]:
+    """Like :func:`decathlon_cases`, but returns the unmatched files instead of raising.
+
+    Returns ``(cases, orphan_labels)``. An image without its label is listed with the label path
+    it should have had, which does not exist, so loading it raises a DataError naming that path;
+    ``orphan_labels`` are the label files with no image of the same name.
+    """
+    root = Path(root)
+    if split == "train":
+        images, labels = root / "imagesTr", root / "labelsTr"
+    elif split == "test":
+        images, labels = root / "imagesTs", root / "labelsTs"
+    else:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not images.is_dir():
+        raise DataError(f"{images}: folder not found (Decathlon layout expects it)")
+    image_files = {p.name: p for p in visible_files(images) if _is_nifti(p)}
+    if split == "test" and not labels.is_dir():
+        return [CaseFiles(strip_suffix(n), p, None) for n, p in image_files.items()], []
+    label_files = (
+        {p.name: p for p in visible_files(labels) if _is_nifti(p)} if labels.is_dir() else {}
+    )
+    cases = [CaseFiles(strip_suffix(n), p, labels / n) for n, p in image_files.items()]
+    orphans = [p for n, p in label_files.items() if n not in image_files]
+    return cases, orphans
+
+
+def decathlon_cases(root: str | os.PathLike, *, split: str = "train") -> list[CaseFiles]:
+    """List the cases of a Medical Segmentation Decathlon style folder.
+
+    Layout: ``root/imagesTr/NAME.nii.gz`` with labels ``root/labelsTr/NAME.nii.gz`` (split
+    "train"), and optionally ``root/imagesTs/`` (split "test", unlabelled unless a
+    ``labelsTs/`` folder exists). Images and labels are matched by file name; hidden files
+    (``._NAME`` from macOS archives) are ignored.
+
+    Policy for unmatched files: nothing is dropped silently. In a labelled split an image
+    without a label (or a label without an image) raises :class:`DataError` listing every
+    unmatched file; :func:`scan_decathlon` returns them instead, for validation tools.
+
+    Returns:
+      :class:`CaseFiles` ``(id, image, label)`` sorted by file name; ``label`` is None in an
+      unlabelled test split. The files are not opened (see :func:`load_case`).
+    """
+    cases, orphans = scan_decathlon(root, split)
+    problems = [
+        f"{c.image}: image has no label file {c.label}"
+        for c in cases
+        if c.label is not None and not c.label.is_file()
+    ]
+    problems += [f"{p}: label has no image of the same name" for p in orphans]
+    if problems:
+        raise DataError(f"{root}: unmatched files in split {split!r}:\n  " + "\n  ".join(problems))
+    return cases
+
+
+def paired_cases(
+    pairs: Iterable[Sequence[str | os.PathLike | None]],
+) -> list[CaseFiles]:
+    """Case listings from explicit ``(image, label)`` or ``(id, image, label)`` paths.
+
+    ``label`` may be None for unlabelled cases. Without an explicit id, the id is the image file
+    name without ``.nii[.gz]``.
+
+    Raises:
+      DataError: naming the files, when an image or label file does not exist or two cases get
+        the same id.
+    """
+    cases: list[CaseFiles] = []
+    seen: dict[str, Path] = {}
+    for item in pairs:
+        item = tuple(item)
+        if len(item) == 2:
+            image, label = item
+            case_id = strip_suffix(Path(image).name)
+        elif len(item) == 3:
+            case_id, image, label = item
+            case_id = str(case_id)
+        else:
+            raise ValueError(f"expected (image, label) or (id, image, label), got {item!r}")
+        image = require_file(image, "image file")
+        label = None if label is None else require_file(label, "label file")
+        if case_id in seen:
+            raise DataError(
+                f"{image}: case id {case_id!r} also used by {seen[case_id]}; give explicit ids "
+                "as (id, image, label)"
+            )
+        seen[case_id] = image
+        cases.append(CaseFiles(case_id, image, label))
+    return cases
