@@ -1,0 +1,64 @@
+"""Data: readers for the papers' formats, preprocessing, validation and grain pipelines.
+
+Every reader returns :class:`Case` records (image ``(*S, C)`` float32 channels last, integer
+label, spacing in mm, affine) and raises :class:`jaxseg.errors.DataError` naming the file for
+bad input. Pipelines turn cases into deterministic, resumable, shardable grain datasets.
+"""
+
+from jaxseg.data.case import Case
+from jaxseg.data.check import check_dataset
+from jaxseg.data.files import CaseFiles
+from jaxseg.data.la_h5 import LA_SPACING, la_list_cases, la_partition, la_split, load_la_case
+from jaxseg.data.nifti import decathlon_cases, load_case, paired_cases, save_nifti
+from jaxseg.data.pipeline import (
+    LoaderOptions,
+    RandomAffine,
+    RandomCrop,
+    RandomRotFlip,
+    case_to_record,
+    dataset,
+    default_transforms,
+    loader_options,
+    normalize,
+    semi_supervised_dataset,
+)
+from jaxseg.data.png2d import load_png_case, png_list_cases
+from jaxseg.data.preprocess import (
+    clip_and_zscore,
+    one_hot,
+    resample_to_shape,
+    resample_to_spacing,
+    zscore,
+)
+
+__all__ = [
+    "LA_SPACING",
+    "Case",
+    "CaseFiles",
+    "LoaderOptions",
+    "RandomAffine",
+    "RandomCrop",
+    "RandomRotFlip",
+    "case_to_record",
+    "check_dataset",
+    "clip_and_zscore",
+    "dataset",
+    "decathlon_cases",
+    "default_transforms",
+    "la_list_cases",
+    "la_partition",
+    "la_split",
+    "load_case",
+    "load_la_case",
+    "load_png_case",
+    "loader_options",
+    "normalize",
+    "one_hot",
+    "paired_cases",
+    "png_list_cases",
+    "resample_to_shape",
+    "resample_to_spacing",
+    "save_nifti",
+    "semi_supervised_dataset",
+    "zscore",
+]
