@@ -2,9 +2,11 @@
 
 Every reader returns :class:`Case` records (image ``(*S, C)`` float32 channels last, integer
 label, spacing in mm, affine) and raises :class:`jaxseg.errors.DataError` naming the file for
-bad input. Pipelines turn cases into deterministic, resumable, shardable grain datasets.
+bad input. Pipelines turn cases into deterministic, resumable, shardable grain datasets. Built-in
+synthetic generators (:mod:`jaxseg.data.synthetic`) make every experiment run without a download.
 """
 
+from jaxseg.data import synthetic
 from jaxseg.data.case import Case
 from jaxseg.data.check import check_dataset
 from jaxseg.data.files import CaseFiles
@@ -30,8 +32,16 @@ from jaxseg.data.preprocess import (
     resample_to_spacing,
     zscore,
 )
+from jaxseg.data.synthetic import (
+    CARDIAC_LABELS,
+    abdominal_ct_like,
+    cardiac_like,
+    la_like,
+    letter_b,
+)
 
 __all__ = [
+    "CARDIAC_LABELS",
     "LA_SPACING",
     "Case",
     "CaseFiles",
@@ -39,15 +49,19 @@ __all__ = [
     "RandomAffine",
     "RandomCrop",
     "RandomRotFlip",
+    "abdominal_ct_like",
+    "cardiac_like",
     "case_to_record",
     "check_dataset",
     "clip_and_zscore",
     "dataset",
     "decathlon_cases",
     "default_transforms",
+    "la_like",
     "la_list_cases",
     "la_partition",
     "la_split",
+    "letter_b",
     "load_case",
     "load_la_case",
     "load_png_case",
@@ -60,5 +74,6 @@ __all__ = [
     "resample_to_spacing",
     "save_nifti",
     "semi_supervised_dataset",
+    "synthetic",
     "zscore",
 ]
