@@ -105,6 +105,14 @@ def _streams(name: str, seed: int) -> dict[str, np.random.Generator]:
 
 
 @functools.cache
+def _template_scale(shape: tuple[int, ...], spacing: tuple[float, ...], axes: int) -> np.ndarray:
+    """Voxel size in template units: the template's [-1, 1] spans the smallest physical extent
+    of the first ``axes`` axes."""
+    spacing_arr = np.asarray(spacing)
+    radius = float(np.min(np.asarray(shape[:axes]) * spacing_arr[:axes])) / 2
+    return spacing_arr / radius
+
+
 def _bspline_matrix(n_ctrl: int, n_out: int) -> np.ndarray:
     """``(n_out, n_ctrl)`` weights of uniform cubic B-spline approximation over ``n_out`` points.
 
@@ -316,9 +324,7 @@ def la_like(
     seed = _check_seed(seed)
     shape, spacing = _check_geometry(name, shape, spacing, 3)
     rngs = _streams(name, seed)
-    spacing_arr = np.asarray(spacing)
-    radius = float(np.min(np.asarray(shape) * spacing_arr)) / 2
-    scale = spacing_arr / radius
+    scale = _template_scale(shape, spacing, 3)
 
     p = _random_points(
         rngs["deformation"],
@@ -467,9 +473,7 @@ def abdominal_ct_like(
     seed = _check_seed(seed)
     shape, spacing = _check_geometry(name, shape, spacing, 3)
     rngs = _streams(name, seed)
-    spacing_arr = np.asarray(spacing)
-    radius = float(np.min(np.asarray(shape[:2]) * spacing_arr[:2])) / 2
-    scale = spacing_arr / radius
+    scale = _template_scale(shape, spacing, 2)  # the axial extent
 
     p = _random_points(
         rngs["deformation"],
@@ -619,9 +623,7 @@ def cardiac_like(
     seed = _check_seed(seed)
     shape, spacing = _check_geometry(name, shape, spacing, 3)
     rngs = _streams(name, seed)
-    spacing_arr = np.asarray(spacing)
-    radius = float(np.min(np.asarray(shape) * spacing_arr)) / 2
-    scale = spacing_arr / radius
+    scale = _template_scale(shape, spacing, 3)
     p = _random_points(
         rngs["deformation"],
         shape,
