@@ -1,0 +1,132 @@
+"""Run-directory files: ``metrics.jsonl``, ``config.json`` and the training-curve figure.
+
+``metrics.jsonl`` holds one JSON object per logged step, ``{"step": int, name: float, ...}``,
+appended as training goes. On resume from a checkpoint of step ``s`` the loop first calls
+:meth:`MetricsWriter.truncate_after` ``(s)``, which drops the lines of steps after ``s`` (logged
+by the interrupted run after its last checkpoint and about to be logged again), so every step
+appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MetricsWriter", "plot_curves", "read_metrics", "write_json_atomic"]
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and an atomic rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (``[]`` if it does not exist).
+
+    A last line cut short by a crash is ignored; any other unreadable line raises ValueError.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split("\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:  # an unterminated last line: an interrupted write
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON: {err}") from err
+    return records
+
+
+class MetricsWriter:
+    """Appends ``{"step": step, **metrics}`` lines to a ``metrics.jsonl`` file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Append one line; values are converted to float (non-finite ones to null)."""
+        record: dict[str, Any] = {"step": int(step)}
+        for name, value in metrics.items():
+            value = float(value)
+            record[name] = value if math.isfinite(value) else None
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop the lines with ``"step" > step`` (atomically rewriting the file)."""
+        records = read_metrics(self.path)
+        kept = [r for r in records if int(r["step"]) <= step]
+        if len(kept) == len(records) and _ends_with_newline(self.path):
+            return
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)))
+        with os.fdopen(fd, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(tmp, self.path)
+
+
+def _ends_with_newline(path: str) -> bool:
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return True
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def plot_curves(workdir: str | os.PathLike, *, filename: str = "curves.png") -> str:
+    """Plot every metric of ``<workdir>/metrics.jsonl`` against the step.
+
+    One panel per metric name; writes ``<workdir>/figures/<filename>`` and returns its path.
+    Raises FileNotFoundError if there are no metrics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workdir = os.fspath(workdir)
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    if not records:
+        raise FileNotFoundError(f"no metrics in {os.path.join(workdir, 'metrics.jsonl')}")
+    names = sorted({k for r in records for k in r if k != "step"})
+    cols = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [(r["step"], r[name]) for r in records if r.get(name) is not None]
+        ax.plot(
+            [p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None
+        )
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = os.path.join(workdir, "figures", filename)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
