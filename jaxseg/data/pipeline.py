@@ -615,8 +615,8 @@ def semi_supervised_dataset(
     patch, transforms = _shapes_and_transforms(patch, transforms)
     _check_shard(shard_index, shard_count)
     labelled_batch = _check_size("labelled_batch", labelled_batch)[0]
-    if unlabelled_cases and (unlabelled_batch < 1 or int(unlabelled_batch) != unlabelled_batch):
-        raise ValueError(f"unlabelled_batch must be a positive int, got {unlabelled_batch}")
+    if unlabelled_cases:
+        unlabelled_batch = _check_size("unlabelled_batch", unlabelled_batch)[0]
     if num_epochs is not None and num_epochs < 1:
         raise ValueError(f"num_epochs must be positive or None, got {num_epochs}")
     if len(labelled_cases) < shard_count or (0 < len(unlabelled_cases) < shard_count):
@@ -625,16 +625,19 @@ def semi_supervised_dataset(
             f"be split into {shard_count} non-empty shards"
         )
 
-    shard = slice(shard_index, None, shard_count)
-    labelled = _stream(
-        labelled_cases,
-        _labelled_record,
-        shard=shard,
-        seed=_stream_seed(seed, 0, shard_index),
-        shuffle=True,
-        num_epochs=None,
-        transforms=transforms,
-    ).batch(labelled_batch, drop_remainder=True, batch_fn=_Collate(patch))
+    def batches(cases, to_record, stream: int, size: int) -> grain.MapDataset:
+        """One endless stream of this shard: shuffled, augmented, batched."""
+        return _stream(
+            cases,
+            to_record,
+            shard=slice(shard_index, None, shard_count),
+            seed=_stream_seed(seed, stream, shard_index),
+            shuffle=True,
+            num_epochs=None,
+            transforms=transforms,
+        ).batch(size, drop_remainder=True, batch_fn=_Collate(patch))
+
+    labelled = batches(labelled_cases, _labelled_record, 0, labelled_batch)
     # Every shard yields the same number of batches: that of the smallest shard.
     steps = len(labelled)
     if num_epochs is not None:
@@ -646,15 +649,7 @@ def semi_supervised_dataset(
             )
     if not unlabelled_cases:
         return _finish(labelled[:steps], options)
-    unlabelled = _stream(
-        unlabelled_cases,
-        _unlabelled_record,
-        shard=shard,
-        seed=_stream_seed(seed, 1, shard_index),
-        shuffle=True,
-        num_epochs=None,
-        transforms=transforms,
-    ).batch(int(unlabelled_batch), drop_remainder=True, batch_fn=_Collate(patch))
+    unlabelled = batches(unlabelled_cases, _unlabelled_record, 1, unlabelled_batch)
     steps = min(steps, len(unlabelled))
     pairs = grain.experimental.ZipMapDataset([labelled[:steps], unlabelled[:steps]])
     return _finish(pairs.map(_concat), options)
