@@ -16,20 +16,13 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.ndimage as jnd
 import numpy as np
-from scipy import ndimage
 
 from benchmarks import harness
+from jaxseg.demo import smooth_velocity
 from jaxseg.geometry import identity_grid, integrate_svf, warp
 
 SHAPE = (128, 128, 128)
 STEPS = 7
-
-
-def smooth_velocity(shape, amplitude=3.0, sigma=8.0, seed=0):
-    rng = np.random.default_rng(seed)
-    comps = [ndimage.gaussian_filter(rng.normal(size=shape), sigma) for _ in shape]
-    field = np.stack(comps, axis=-1)
-    return (field / np.abs(field).max() * amplitude).astype(np.float32)
 
 
 @jax.jit
@@ -85,7 +78,7 @@ def _torch_peers(velocity):
 
 def run(quick: bool = False) -> list[dict]:
     repeats = 3 if quick else 7
-    velocity = smooth_velocity(SHAPE)
+    velocity = smooth_velocity(SHAPE, amplitude=3.0, sigma=8.0, rng=np.random.default_rng(0))
     v = jnp.asarray(velocity)
     monai, grid_sample = _torch_peers(velocity)
     size = "x".join(map(str, SHAPE))

@@ -45,9 +45,12 @@ def synthetic_volume(size: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return image.astype(np.float32), label
 
 
-def smooth_velocity(size: int, amplitude: float, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random ``(size,)*3 + (3,)`` velocity field of max amplitude ``amplitude``."""
-    comps = [ndimage.gaussian_filter(rng.normal(size=(size,) * 3), size / 8) for _ in range(3)]
+def smooth_velocity(
+    shape: tuple[int, ...], *, amplitude: float, sigma: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A smooth random ``(*shape, N)`` velocity field (Gaussian-filtered white noise, ``sigma``
+    in voxels) scaled to a maximum absolute component of ``amplitude`` voxels, float32."""
+    comps = [ndimage.gaussian_filter(rng.normal(size=shape), sigma) for _ in shape]
     field = np.stack(comps, -1)
     return (field * amplitude / np.abs(field).max()).astype(np.float32)
 
@@ -120,7 +123,9 @@ def run_demo(workdir: Path, *, size: int = 96, seed: int = 0) -> dict:
 
     stages.set_postfix_str("synthetic data")
     image, label = synthetic_volume(size, rng)
-    velocity = jnp.asarray(smooth_velocity(size, amplitude=size / 12, rng=rng))
+    velocity = jnp.asarray(
+        smooth_velocity((size,) * 3, amplitude=size / 12, sigma=size / 8, rng=rng)
+    )
     stages.update()
 
     stages.set_postfix_str("scaling and squaring")
