@@ -8,7 +8,7 @@ import pytest
 from reference_names import parse_torch_names
 
 from jaxseg.interop.torch import NAMES, REFERENCE_INPUTS, reference_module
-from jaxseg.nn import AtlasSTN, Discriminator3D, UNet, VNet
+from jaxseg.nn import AtlasSTN, Discriminator3D, UNet, VNet, layers
 from jaxseg.nn.layers import channel_dropout, normalize
 
 KEY = jax.random.key(0)
@@ -197,3 +197,34 @@ def test_modules_jit_and_run_in_bfloat16():
     out = jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, x)
     assert out["seg"].dtype == jnp.bfloat16
     assert jax.tree.leaves(variables["params"])[0].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("strides,kernel", [(1, 3), (2, 2), (1, 1)])
+def test_cpu_convolution_forms_equal_the_direct_convolution(monkeypatch, strides, kernel):
+    """The CPU forms of 3D convolutions (2D-slice sums, block products) compute lax's function,
+    values and gradients, on a non-cubic input with odd sizes."""
+    conv = layers.conv(6, kernel, 3, strides=strides)
+    x = jax.random.normal(KEY, (2, 7, 6, 5, 3))
+    variables = conv.init(KEY, x)
+
+    def value_and_grads(enabled):
+        monkeypatch.setattr(layers, "CPU_CONV_REWRITES", enabled)
+        f = jax.jit(lambda v, x: jnp.sum(jnp.sin(conv.apply(v, x))))
+        return f(variables, x), jax.jit(jax.grad(f, argnums=(0, 1)))(variables, x)
+
+    (value, grads), (direct, direct_grads) = value_and_grads(True), value_and_grads(False)
+    np.testing.assert_allclose(value, direct, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(direct_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_transposed_convolution_equals_flax_conv_transpose():
+    x = jax.random.normal(KEY, (2, 3, 4, 5, 3))
+    ours = layers.conv_transpose(4, 2, 3)
+    variables = ours.init(KEY, x)
+    flax_module = nn.ConvTranspose(
+        4, (2, 2, 2), strides=(2, 2, 2), padding="VALID", transpose_kernel=True
+    )
+    np.testing.assert_allclose(
+        ours.apply(variables, x), flax_module.apply(variables, x), rtol=1e-5, atol=1e-6
+    )
