@@ -199,11 +199,13 @@ def test_modules_jit_and_run_in_bfloat16():
     assert jax.tree.leaves(variables["params"])[0].dtype == jnp.float32
 
 
-@pytest.mark.parametrize("strides,kernel", [(1, 3), (2, 2), (1, 1)])
-def test_cpu_convolution_forms_equal_the_direct_convolution(monkeypatch, strides, kernel):
+@pytest.mark.parametrize(
+    "strides,kernel,padding", [(1, 3, 1), (2, 2, 0), (1, 1, 0), (2, 4, 1), (3, 3, 2)]
+)
+def test_cpu_convolution_forms_equal_the_direct_convolution(monkeypatch, strides, kernel, padding):
     """The CPU forms of 3D convolutions (2D-slice sums, block products) compute lax's function,
     values and gradients, on a non-cubic input with odd sizes."""
-    conv = layers.conv(6, kernel, 3, strides=strides)
+    conv = layers.conv(6, kernel, 3, strides=strides, padding=padding)
     x = jax.random.normal(KEY, (2, 7, 6, 5, 3))
     variables = conv.init(KEY, x)
 

@@ -15,9 +15,10 @@ XLA's CPU backend runs 3D convolutions through a generic loop that is several ti
 its 2D convolutions and matrix products. On CPU, :func:`conv` therefore computes the same
 function differently (:data:`CPU_CONV_REWRITES`): a stride-1 3D convolution as the sum over the
 first kernel axis of 2D convolutions of shifted slices (3-5x faster forward and backward), and a
-convolution whose stride equals its kernel (V-Net's down-sampling) as a matrix product of
-non-overlapping blocks. The transposed convolution with kernel = stride is a matrix product
-followed by a depth-to-space reshape on every backend. The results equal the direct
+convolution whose kernel is a multiple of its stride (V-Net's down-sampling, the
+discriminator's 4^3 stride-2 layers) as a stride-1 one on the space-to-depth
+rearrangement. The transposed convolution with kernel = stride is a matrix product followed by a
+depth-to-space reshape on every backend. The results equal the direct
 convolutions up to float32 summation order; other backends use ``lax.conv_general_dilated``.
 """
 
@@ -78,8 +79,8 @@ def _conv_general_dilated(
     strides, pads, kernel = tuple(window_strides), tuple(map(tuple, padding)), rhs.shape[:3]
     if strides == (1, 1, 1):
         return _conv3d_as_2d(lhs, rhs, pads, precision)
-    if strides == kernel and all(p == (0, 0) for p in pads):
-        return _conv3d_blocks(lhs, rhs, precision)
+    if len(set(strides)) == 1 and all(k % strides[0] == 0 for k in kernel):
+        return _strided_conv3d(lhs, rhs, strides[0], pads, precision)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
 
 
@@ -103,13 +104,20 @@ def _conv3d_as_2d(x, w, padding, precision):
     return out.reshape(b, n, *out.shape[1:])
 
 
-def _conv3d_blocks(x, w, precision):
-    """Convolution with stride = kernel and no padding: a product of non-overlapping blocks."""
-    b, (kx, ky, kz) = x.shape[0], w.shape[:3]
-    nx, ny, nz = x.shape[1] // kx, x.shape[2] // ky, x.shape[3] // kz
-    x = x[:, : nx * kx, : ny * ky, : nz * kz]
-    x = x.reshape(b, nx, kx, ny, ky, nz, kz, x.shape[-1])
-    return jnp.einsum("bxpyqzrc,pqrco->bxyzo", x, w, precision=precision)
+def _strided_conv3d(x, w, stride, padding, precision):
+    """Stride-``s`` convolution with kernel ``k`` (a multiple of ``s``) as a stride-1 one with
+    kernel ``k / s`` on the space-to-depth rearrangement of the padded input (``s^3`` times the
+    channels); trailing voxels that no window reaches are cropped first."""
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    b, c, s = x.shape[0], x.shape[-1], stride
+    n = [size // s for size in x.shape[1:4]]
+    x = x[:, : n[0] * s, : n[1] * s, : n[2] * s]
+    x = x.reshape(b, n[0], s, n[1], s, n[2], s, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    x = x.reshape(b, *n, s**3 * c)
+    k = [size // s for size in w.shape[:3]]
+    w = w.reshape(k[0], s, k[1], s, k[2], s, c, w.shape[-1]).transpose(0, 2, 4, 1, 3, 5, 6, 7)
+    w = w.reshape(*k, s**3 * c, w.shape[-1])
+    return _conv3d_as_2d(x, w, ((0, 0),) * 3, precision)
 
 
 def conv(
