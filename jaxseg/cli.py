@@ -14,14 +14,6 @@ from pathlib import Path
 
 from jaxseg import __version__
 
-# Commands of the public interface whose implementation is not part of this release yet. They
-# are listed so that the interface is visible, and exit with status 2 and a plain message.
-_PLANNED = {
-    "train": "train a method from a config: jaxseg train CONFIG[:setting] --workdir DIR",
-    "evaluate": "evaluate a run directory: jaxseg evaluate --workdir DIR",
-    "predict": "predict a volume: jaxseg predict --workdir DIR --input FILE --output FILE",
-}
-
 
 def _demo(args: argparse.Namespace) -> int:
     from jaxseg.demo import run_demo
@@ -54,12 +46,141 @@ def _data_check(args: argparse.Namespace) -> int:
     return check_main(args.directory, args.json_path, num_classes=args.num_classes)
 
 
-def _planned(name: str):
-    def handler(args: argparse.Namespace) -> int:
-        print(f"jaxseg {name}: not available in jaxseg {__version__} yet.", file=sys.stderr)
-        return 2
+def _fail(command: str, err: BaseException) -> int:
+    print(f"jaxseg {command}: {err}", file=sys.stderr)
+    return 2
 
-    return handler
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jaxseg.errors import DataError
+    from jaxseg.methods import get_method
+    from jaxseg.train.config import load_config
+    from jaxseg.train.experiment import run_experiment, run_seeds
+
+    try:
+        config = load_config(args.config, args.set)
+        method = get_method(config.method)
+        if args.seeds:
+            seeds = [int(s) for s in args.seeds.split(",")]
+            summary = run_seeds(method, config, args.workdir, seeds, progress=_progress(args))
+            mean, std = summary["mean"], summary["std"]
+        else:
+            result = run_experiment(method, config, args.workdir, progress=_progress(args))
+            mean, std = result["mean"], result["std"]
+    except (FileNotFoundError, ValueError, DataError) as err:
+        return _fail("train", err)
+    print(_summary(mean, std))
+    return 0
+
+
+def _summary(mean: dict, std: dict) -> str:
+    parts = []
+    for name in ("dice", "jaccard", "hd95", "asd"):
+        if mean.get(name) is not None:
+            parts.append(f"{name} {mean[name]:.4f} +- {std.get(name) or 0.0:.4f}")
+    return "test: " + ", ".join(parts)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from jaxseg.errors import DataError
+    from jaxseg.methods import get_method
+    from jaxseg.train import CheckpointError
+    from jaxseg.train.config import apply_overrides
+    from jaxseg.train.experiment import evaluate_run, load_run_config
+
+    try:
+        config = apply_overrides(load_run_config(args.workdir), args.set)
+        if args.checkpoint:
+            config.eval.checkpoint = args.checkpoint
+        result = evaluate_run(
+            get_method(config.method), config, args.workdir, progress=_progress(args)
+        )
+    except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
+        return _fail("evaluate", err)
+    print(_summary(result["mean"], result["std"]))
+    print(f"written: {Path(args.workdir) / 'eval' / 'metrics.json'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from jaxseg.errors import DataError
+    from jaxseg.train import CheckpointError
+
+    try:
+        return _run_predict(args)
+    except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
+        return _fail("predict", err)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from jaxseg.data.nifti import load_case, save_nifti
+    from jaxseg.data.preprocess import zscore
+    from jaxseg.methods import get_method
+    from jaxseg.train.config import apply_overrides, load_config
+    from jaxseg.train.evaluate import probabilities_to_labels
+    from jaxseg.train.experiment import load_run_config, predict_case, restore_state
+
+    if (args.workdir is None) == (args.weights is None):
+        raise ValueError("give either --workdir (a trained run) or --weights with --config")
+    for path in (args.output, args.prob, args.sdm):
+        if path is not None and not str(path).endswith((".nii", ".nii.gz")):
+            raise ValueError(f"{path}: output files must end in .nii or .nii.gz")
+    if args.workdir is not None:
+        config = apply_overrides(load_run_config(args.workdir), args.set)
+        method = get_method(config.method)
+        state, _ = restore_state(method, config, args.workdir, args.checkpoint or "last")
+        nets = state.nets
+    else:
+        if args.config is None:
+            raise ValueError("--weights needs --config CONFIG[:setting] to build the network")
+        config = load_config(args.config, args.set)
+        method = get_method(config.method)
+        nets = _nets_from_torch(method, config, args.weights)
+    case = load_case(args.input)
+    image = case.image if args.no_normalize else zscore(case.image)
+    out = predict_case(method, config, nets, np.asarray(image, np.float32))
+    labels = probabilities_to_labels(
+        out["prob"],
+        threshold=float(config.eval.threshold),
+        largest_component=bool(args.largest_component or config.eval.largest_component),
+    )
+    save_nifti(args.output, labels.astype(np.uint8), reference=args.input)
+    print(f"written: {args.output} ({int(labels.sum())} foreground voxels)")
+    for path, key in ((args.prob, "prob"), (args.sdm, "sdm")):
+        if path is None:
+            continue
+        if key not in out:
+            raise ValueError(f"method {config.method!r} predicts no {key} map")
+        volume = out[key][..., 0] if out[key].shape[-1] == 1 else out[key]
+        save_nifti(path, volume.astype(np.float32), reference=args.input)
+        print(f"written: {path}")
+    return 0
+
+
+def _nets_from_torch(method, config, weights: str):
+    """The method's networks with ``nets["seg"]`` replaced by a reference PyTorch V-Net."""
+    import functools
+
+    import jax
+
+    from jaxseg.interop.torch import import_state_dict, load_checkpoint
+
+    variables = import_state_dict("vnet", load_checkpoint(weights))
+    state = jax.jit(functools.partial(method.create_state, config))(jax.random.key(0))
+    seg = state.nets["seg"]
+    if jax.tree.structure(seg.params) != jax.tree.structure(variables["params"]):
+        raise ValueError(
+            f"{weights}: a V-Net of the reference configuration does not match the network "
+            f"of config {config.method!r} (set model.n_filters=16)"
+        )
+    seg = seg.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
+    return {**state.nets, "seg": seg}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,16 +207,74 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(handler=_demo)
 
-    for name, summary in _PLANNED.items():
-        sub = commands.add_parser(name, help=summary, description=summary)
-        if name == "train":
-            sub.add_argument("config", help="experiment config file, optionally CONFIG:setting")
-            sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        sub.add_argument("--workdir", required=True, help="run directory")
-        if name == "predict":
-            sub.add_argument("--input", required=True, help="image file to segment")
-            sub.add_argument("--output", required=True, help="label file to write")
-        sub.set_defaults(handler=_planned(name))
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument("--no-progress", action="store_true", help="no progress bars")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=100 (repeatable)",
+    )
+
+    train = commands.add_parser(
+        "train",
+        parents=[overrides, progress],
+        help="train a method from an experiment config, then evaluate it on the test cases",
+        description="Train the method of CONFIG (a Python file with get_config(setting), "
+        "e.g. experiments/sassnet/configs/la.py:paper) in WORKDIR, resuming from its latest "
+        "checkpoint if there is one, then evaluate it: WORKDIR holds config.json, "
+        "metrics.jsonl, checkpoints/, eval/metrics.json and figures.",
+    )
+    train.add_argument("config", help="experiment config file, optionally CONFIG:setting")
+    train.add_argument("--workdir", required=True, help="run directory")
+    train.add_argument(
+        "--seeds",
+        help="comma-separated seeds: one run per seed in WORKDIR/seed_<s>, summarised with "
+        "mean and standard deviation in WORKDIR/seeds.json",
+    )
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[overrides, progress],
+        help="evaluate a trained run on its test cases",
+        description="Evaluate the checkpoint of a run directory on its test cases with the "
+        "run's eval settings (overridable with --set eval.KEY=VALUE); writes "
+        "WORKDIR/eval/metrics.json and figures.",
+    )
+    evaluate.add_argument("--workdir", required=True, help="run directory")
+    evaluate.add_argument(
+        "--checkpoint", choices=("last", "best"), help="default: the run's eval.checkpoint"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[overrides],
+        help="segment a NIfTI volume with a trained run (or imported PyTorch weights)",
+        description="Segment INPUT (NIfTI) with the networks of a run directory and write the "
+        "label map to OUTPUT with the input's header; optionally also the probability map "
+        "and the SDM. The image is z-scored as the LA training data unless --no-normalize. "
+        "With --weights FILE.pth and --config, a reference PyTorch V-Net (SASSNet/DTML "
+        "state_dict) is used instead of a run.",
+    )
+    predict.add_argument("--workdir", help="run directory")
+    predict.add_argument("--input", required=True, help="image to segment (.nii or .nii.gz)")
+    predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
+    predict.add_argument("--prob", help="also write the foreground probability map here")
+    predict.add_argument("--sdm", help="also write the predicted signed distance map here")
+    predict.add_argument("--checkpoint", choices=("last", "best"), help="default: last")
+    predict.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="keep the largest connected component (the papers' NMS)",
+    )
+    predict.add_argument("--no-normalize", action="store_true", help="do not z-score the image")
+    predict.add_argument("--weights", help="PyTorch V-Net checkpoint (.pth) to use instead")
+    predict.add_argument("--config", help="experiment config for --weights, CONFIG[:setting]")
+    predict.set_defaults(handler=_predict)
 
     bench = commands.add_parser(
         "bench",

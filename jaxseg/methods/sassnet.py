@@ -39,7 +39,7 @@ from jaxseg.shape import signed_distance_map
 from jaxseg.train import TrainState, create_net_state, create_train_state
 from jaxseg.train.optim import make_optimizer
 
-__all__ = ["create_state", "make_train_step", "predict"]
+__all__ = ["create_state", "make_train_step", "make_updates", "predict"]
 
 
 def _discriminator(config: Any) -> Discriminator3D:
@@ -65,6 +65,20 @@ def create_state(config: Any, key: jax.Array) -> TrainState:
 def make_train_step(config: Any):
     """The pure step ``(state, batch, key) -> (state, metrics)``: the segmenter update, then
     the discriminator update (see the module docstring)."""
+    update_generator, update_discriminator = make_updates(config)
+
+    def step(state: TrainState, batch, key):
+        seg_key, disc_key = jax.random.split(key)
+        state, metrics = update_generator(state, batch, seg_key)
+        state, disc_metrics = update_discriminator(state, batch, disc_key)
+        return state, {**metrics, **disc_metrics}
+
+    return step
+
+
+def make_updates(config: Any):
+    """``(update_generator, update_discriminator)``, the two halves of :func:`make_train_step`,
+    each ``(state, batch, key) -> (state, metrics)`` and touching only its own network."""
     seg_module, disc_module = _vnet.vnet(config), _discriminator(config)
     seg_opt, disc_opt = make_optimizer(config.optim.seg), make_optimizer(config.optim.disc)
     beta, bce_weight = float(config.loss.beta), float(config.loss.get("bce", 0.0))
@@ -74,17 +88,16 @@ def make_train_step(config: Any):
         step_divisor=int(config.loss.rampup_divisor),
     )
 
-    def step(state: TrainState, batch, key):
+    def update_generator(state: TrainState, batch, key):
         seg, disc = state.nets["seg"], state.nets["disc"]
         image, label = batch["image"], batch["label"]
         weights = _vnet.item_weights(batch, label)
         unlabelled = 1.0 - batch["labelled"].astype(jnp.float32)
         target_sdm = jax.vmap(signed_distance_map)((label == 1).astype(jnp.int32))
         w_adv = adv_schedule(state.step)
-        seg_key, disc_key = jax.random.split(key)
 
         def generator_loss(params):
-            out, batch_stats = _vnet.apply_train(seg_module, params, seg, image, seg_key)
+            out, batch_stats = _vnet.apply_train(seg_module, params, seg, image, key)
             logits, sdm = out["seg"][..., 0], out["sdm"][..., 0]
             terms = _vnet.supervised_terms(logits, label, weights)
             sdm_mse = _vnet.weighted_mean(jnp.square(sdm - target_sdm), weights)
@@ -106,22 +119,26 @@ def make_train_step(config: Any):
 
         grads, (batch_stats, metrics) = jax.grad(generator_loss, has_aux=True)(seg.params)
         seg = seg.apply_gradients(grads, seg_opt, batch_stats=batch_stats)
+        return state.replace(nets={**state.nets, "seg": seg}), metrics
 
+    def update_discriminator(state: TrainState, batch, key):
+        seg, disc = state.nets["seg"], state.nets["disc"]
+        image = batch["image"]
         sdm = jax.lax.stop_gradient(_vnet.apply_eval(seg_module, seg, image)["sdm"])
 
         def discriminator_loss(params):
             logits = disc_module.apply(
-                {"params": params}, sdm, image, train=True, rngs={"dropout": disc_key}
+                {"params": params}, sdm, image, train=True, rngs={"dropout": key}
             )["logits"]
             accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["labelled"]).astype(jnp.float32))
             return adversarial_loss(logits, batch["labelled"]), accuracy
 
         (d_loss, d_acc), d_grads = jax.value_and_grad(discriminator_loss, has_aux=True)(disc.params)
         disc = disc.apply_gradients(d_grads, disc_opt)
-        metrics.update(loss_disc=d_loss, disc_accuracy=d_acc)
-        return state.replace(nets={"seg": seg, "disc": disc}), metrics
+        metrics = {"loss_disc": d_loss, "disc_accuracy": d_acc}
+        return state.replace(nets={**state.nets, "disc": disc}), metrics
 
-    return step
+    return update_generator, update_discriminator
 
 
 def predict(config: Any, nets: dict, images: jax.Array) -> dict[str, jax.Array]:

@@ -32,7 +32,7 @@ An experiment config is a Python file with ``get_config(setting)`` returning an
 
 Settings: ``paper`` (LA, 16 labelled of 80, 6000 iterations, batch 2 + 2, patch 112x112x80,
 stride 18x18x4), ``paper8`` (the same with 8 labelled), ``synthetic`` (LA-like phantoms at
-64x64x48, 4 labelled and 12 unlabelled training cases, 600 iterations; meaningful on a CPU in a
+64x64x48, 4 labelled and 12 unlabelled training cases, 500 iterations; meaningful on a CPU in a
 few minutes) and ``smoke`` (tiny volumes and network, a handful of steps: about a minute on two
 CPU cores, for tests and a first look).
 """
@@ -122,7 +122,7 @@ def base_config(setting: str = "paper") -> ml_collections.ConfigDict:
         c.data.synthetic.update(train=16, val=4, test=8, shape=(64, 64, 48), spacing=(1.1,) * 3)
         c.data.patch = (48, 48, 32)
         c.model.n_filters = 8
-        c.train.update(steps=600, checkpoint_every=200, log_every=10, eval_every=200)
+        c.train.update(steps=500, checkpoint_every=250, log_every=10, eval_every=250)
         c.eval.update(patch=(48, 48, 32), stride=(8, 8, 8), batch_size=4, checkpoint="best")
     if setting == "smoke":
         c.data.labelled = 2

@@ -49,6 +49,7 @@ __all__ = [
     "predict_case",
     "restore_state",
     "run_experiment",
+    "run_seeds",
 ]
 
 # Seeds of the synthetic validation and test cases: disjoint from the training seeds.
@@ -301,3 +302,66 @@ def predict_case(
     if "sdm" in shapes:
         out["sdm"] = predict_volume(_apply_fn(method, config, "sdm"), nets, image, **window)
     return out
+
+
+def run_seeds(
+    method: ModuleType,
+    config: Any,
+    workdir: str | os.PathLike,
+    seeds: Sequence[int],
+    *,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate ``config`` once per seed, in ``<workdir>/seed_<s>``, and summarise.
+
+    Each seed's run is an ordinary run directory (resumable; a finished one is only
+    re-evaluated). Writes ``<workdir>/seeds.json``: the test mean of every metric per seed, and
+    across seeds their ``mean`` and ``std`` (population), and ``figures/seeds.png`` (test Dice
+    per case, one column per seed). Returns the summary.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and non-empty, got {list(seeds)}")
+    workdir = Path(workdir)
+    per_seed, dice = {}, {}
+    for seed in seeds:
+        run_config = ml_collections.ConfigDict(config.to_dict())
+        run_config.seed = int(seed)
+        result = run_experiment(method, run_config, workdir / f"seed_{seed}", progress=progress)
+        per_seed[str(seed)] = result["mean"]
+        dice[str(seed)] = [case["dice"] for case in result["cases"]]
+    names = sorted({k for m in per_seed.values() for k in m})
+    table = {k: np.array([m.get(k, np.nan) for m in per_seed.values()], float) for k in names}
+    summary = {
+        "method": str(config.method),
+        "seeds": [int(s) for s in seeds],
+        "per_seed": per_seed,
+        "mean": {k: _finite(np.nanmean(v)) for k, v in table.items()},
+        "std": {k: _finite(np.nanstd(v)) for k, v in table.items()},
+    }
+    write_json_atomic(workdir / "seeds.json", summary)
+    _plot_seeds(dice, workdir / "figures" / "seeds.png", str(config.method))
+    return summary
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _plot_seeds(dice: dict[str, list[float]], path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.2 + 1.0 * len(dice), 3.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, values in enumerate(dice.values()):
+        values = np.asarray(values, float)
+        ax.scatter(np.full(values.shape, i), values, s=12, alpha=0.7)
+        ax.hlines(np.nanmean(values), i - 0.3, i + 0.3, color="k")
+    ax.set_xticks(range(len(dice)), [f"seed {s}" for s in dice])
+    ax.set_ylabel("test Dice")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
