@@ -64,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.set)
         method = get_method(config.method)
+        _announce(config)
         if args.seeds:
             seeds = [int(s) for s in args.seeds.split(",")]
             summary = run_seeds(method, config, args.workdir, seeds, progress=_progress(args))
@@ -75,6 +76,16 @@ def _train(args: argparse.Namespace) -> int:
         return _fail("train", err)
     print(_summary(mean, std))
     return 0
+
+
+def _announce(config) -> None:
+    import jax
+
+    devices = jax.devices()
+    print(
+        f"jaxseg train: {config.method}, {config.train.steps} steps on {len(devices)} "
+        f"{devices[0].platform} device(s)"
+    )
 
 
 def _summary(mean: dict, std: dict) -> str:

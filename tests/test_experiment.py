@@ -1,0 +1,204 @@
+"""``jaxseg train / evaluate / predict`` end to end on tiny synthetic runs: files, resumption,
+data parallelism, the multi-seed runner, PyTorch weights, and errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import nibabel as nib
+import numpy as np
+import pytest
+
+from jaxseg.cli import main
+from jaxseg.data import synthetic
+from jaxseg.data.nifti import save_nifti
+from jaxseg.data.preprocess import zscore
+from jaxseg.methods import get_method
+from jaxseg.train import read_metrics
+from jaxseg.train.config import load_config
+from jaxseg.train.experiment import restore_state
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "experiments" / "{}" / "configs" / "la.py") + ":smoke"
+# Smoke runs: 32^3 phantoms, a 4-filter V-Net; short.
+FAST = ["--set", "train.eval_every=0", "--set", "data.synthetic.test=1", "--no-progress"]
+
+
+def train(method, workdir, steps, *extra):
+    argv = ["train", CONFIG.format(method), "--workdir", str(workdir)]
+    return main([*argv, "--set", f"train.steps={steps}", *extra])
+
+
+@pytest.fixture(scope="module")
+def sassnet_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sassnet")
+    extra = ["--set", "train.eval_every=1", "--set", "train.checkpoint_every=1", "--no-progress"]
+    assert train("sassnet", workdir, 2, *extra) == 0
+    return workdir
+
+
+def test_train_writes_the_run_directory(sassnet_run):
+    config = json.loads((sassnet_run / "config.json").read_text())
+    assert config["method"] == "sassnet" and config["train"]["steps"] == 2
+    records = read_metrics(sassnet_run / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        assert {"loss", "loss_adv", "loss_disc", "val/dice"} <= set(r)
+        assert np.isfinite(r["loss"])
+    assert sorted(os.listdir(sassnet_run / "checkpoints")) == ["1", "2"]
+    result = json.loads((sassnet_run / "eval" / "metrics.json").read_text())
+    assert [c["id"] for c in result["cases"]] == ["la_synth_20000", "la_synth_20001"]
+    for key in ("dice", "jaccard", "hd95", "asd"):
+        assert key in result["mean"] and key in result["std"]
+        assert key in result["cases"][0]
+    assert result["checkpoint"]["step"] in (1, 2) and result["method"] == "sassnet"
+    assert (sassnet_run / "figures" / "curves.png").stat().st_size > 1000
+    assert (sassnet_run / "eval" / "figures" / "dice.png").stat().st_size > 1000
+
+
+def test_evaluate_reproduces_the_training_evaluation(sassnet_run, capsys):
+    before = json.loads((sassnet_run / "eval" / "metrics.json").read_text())
+    assert main(["evaluate", "--workdir", str(sassnet_run), "--no-progress"]) == 0
+    after = json.loads((sassnet_run / "eval" / "metrics.json").read_text())
+    assert [c["dice"] for c in after["cases"]] == pytest.approx(
+        [c["dice"] for c in before["cases"]]
+    )
+    assert "test: dice" in capsys.readouterr().out
+
+
+def test_predict_writes_labels_probabilities_and_sdm_with_the_input_header(sassnet_run, tmp_path):
+    case = synthetic.la_like(7, shape=(32, 32, 32), spacing=(2.2, 2.2, 2.2))
+    affine = np.diag([2.2, 2.2, 2.2, 1.0])
+    affine[:3, 3] = (10.0, -4.0, 3.0)
+    image = save_nifti(tmp_path / "image.nii.gz", case.image[..., 0], affine)
+    out = {k: tmp_path / f"{k}.nii.gz" for k in ("label", "prob", "sdm")}
+    argv = ["predict", "--workdir", str(sassnet_run), "--input", str(image)]
+    argv += ["--output", str(out["label"]), "--prob", str(out["prob"]), "--sdm", str(out["sdm"])]
+    assert main(argv) == 0
+    label, prob, sdm = (nib.load(out[k]) for k in ("label", "prob", "sdm"))
+    for img in (label, prob, sdm):
+        assert img.shape == (32, 32, 32)
+        np.testing.assert_allclose(img.affine, affine, atol=1e-5)
+    label, prob, sdm = (np.asarray(x.dataobj) for x in (label, prob, sdm))
+    assert set(np.unique(label)) <= {0, 1}
+    np.testing.assert_array_equal(label, prob > 0.5)
+    assert 0 <= prob.min() and prob.max() <= 1 and -1 <= sdm.min() and sdm.max() <= 1
+
+
+def test_predict_with_a_bad_input_keeps_the_existing_output(sassnet_run, tmp_path, capsys):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti file")
+    output = tmp_path / "out.nii.gz"
+    output.write_bytes(b"previous result")
+    argv = ["predict", "--workdir", str(sassnet_run), "--input", str(bad), "--output", str(output)]
+    assert main(argv) == 2
+    assert "broken.nii.gz" in capsys.readouterr().err
+    assert output.read_bytes() == b"previous result"
+
+
+def final_params(method, workdir):
+    config = load_config(CONFIG.format(method))
+    state, step = restore_state(get_method(method), config, workdir)
+    return step, jax.device_get(state)
+
+
+def _numeric(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(x))
+    return np.asarray(x)
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    """Stopped after 2 of 4 steps and restarted with the same command (and steps=4), the run
+    ends with the parameters, optimizer states, RNG and losses of an uninterrupted 4-step run."""
+    ckpt = ["--set", "train.checkpoint_every=2"]
+    assert train("dtml", tmp_path / "a", 4, *FAST, *ckpt) == 0
+    assert train("dtml", tmp_path / "b", 2, *FAST, *ckpt) == 0
+    assert train("dtml", tmp_path / "b", 4, *FAST, *ckpt) == 0
+    (step_a, a), (step_b, b) = (
+        final_params("dtml", tmp_path / "a"),
+        final_params("dtml", tmp_path / "b"),
+    )
+    assert step_a == step_b == 4
+    a, b = (jax.tree.map(_numeric, s) for s in (a, b))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    losses = [
+        [r["loss"] for r in read_metrics(d / "metrics.jsonl")]
+        for d in (tmp_path / "a", tmp_path / "b")
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) == 4
+
+
+def test_four_devices_log_the_losses_of_one(tmp_path):
+    """The same config on 4 simulated CPU devices (batch 2 + 2 sharded, state replicated)."""
+    runs = {}
+    for devices in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        argv = [sys.executable, "-m", "jaxseg.cli", "train", CONFIG.format("sassnet")]
+        argv += ["--workdir", str(tmp_path / str(devices)), "--set", "train.steps=3", *FAST]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"on {devices} cpu device(s)" in done.stdout
+        runs[devices] = read_metrics(tmp_path / str(devices) / "metrics.jsonl")
+    assert len(runs[1]) == len(runs[4]) == 3
+    for one, four in zip(runs[1], runs[4], strict=True):
+        for key in ("loss", "loss_dice", "loss_sdm", "loss_adv", "loss_disc"):
+            np.testing.assert_allclose(four[key], one[key], rtol=2e-4, err_msg=key)
+
+
+def test_seeds_runner_reports_mean_and_std(tmp_path, capsys):
+    assert train("supervised", tmp_path, 1, *FAST, "--seeds", "0,1") == 0
+    summary = json.loads((tmp_path / "seeds.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    dice = [summary["per_seed"][s]["dice"] for s in ("0", "1")]
+    for s in ("0", "1"):
+        result = json.loads((tmp_path / f"seed_{s}" / "eval" / "metrics.json").read_text())
+        assert summary["per_seed"][s]["dice"] == pytest.approx(result["mean"]["dice"])
+    assert summary["mean"]["dice"] == pytest.approx(np.mean(dice))
+    assert summary["std"]["dice"] == pytest.approx(np.std(dice))
+    assert (tmp_path / "figures" / "seeds.png").stat().st_size > 1000
+    assert "+-" in capsys.readouterr().out
+
+
+def test_predict_with_reference_pytorch_weights(tmp_path):
+    """A reference SASSNet/DTML V-Net state_dict (.pth) segments a NIfTI volume: the probability
+    map equals the PyTorch network's sigmoid output on the same (z-scored) image."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import torch_reference as ref
+
+    model = ref.randomize_(ref.build("vnet"), seed=5)
+    weights = tmp_path / "vnet.pth"
+    torch.save(model.state_dict(), weights)
+    case = synthetic.la_like(3, shape=(32, 32, 32), spacing=(2.2, 2.2, 2.2), normalize=False)
+    image = save_nifti(tmp_path / "image.nii.gz", case.image[..., 0], np.diag([2.2] * 3 + [1.0]))
+    out, prob = tmp_path / "label.nii.gz", tmp_path / "prob.nii.gz"
+    argv = ["predict", "--weights", str(weights), "--config", CONFIG.format("sassnet")]
+    argv += ["--input", str(image), "--output", str(out), "--prob", str(prob)]
+    argv += ["--set", "model.n_filters=16", "--set", "eval.patch=(32,32,32)"]
+    argv += ["--set", "eval.stride=(32,32,32)", "--set", "eval.batch_size=1"]
+    assert main(argv) == 0
+    x = zscore(np.asarray(nib.load(image).dataobj, np.float32))[None, None]
+    expected = ref.forward_outputs("vnet", model, x)["seg"][0, ..., 0]
+    got = np.asarray(nib.load(prob).dataobj)
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-expected)), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "missing.py:smoke", "--workdir", "w"], "missing.py"),
+        (["train", CONFIG.format("dtml"), "--workdir", "w", "--set", "train.stepz=3"], "stepz"),
+        (["train", CONFIG.format("dtml"), "--workdir", "w", "--set", "train.steps"], "key=value"),
+        (["evaluate", "--workdir", "not-a-run"], "config.json"),
+        (["predict", "--input", "a.nii.gz", "--output", "b.nii.gz"], "--workdir"),
+    ],
+)
+def test_bad_requests_exit_2_with_a_message(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
