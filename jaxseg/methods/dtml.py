@@ -30,14 +30,42 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jaxseg.losses import consistency_weight, dice_loss
 from jaxseg.methods import _vnet
 from jaxseg.shape import sdm_to_mask, signed_distance_map
 from jaxseg.train import TrainState, create_train_state
+from jaxseg.train.config import base_config, scaled
 from jaxseg.train.optim import make_optimizer
 
-__all__ = ["create_state", "make_train_step", "predict"]
+__all__ = ["create_state", "default_config", "make_train_step", "predict"]
+
+
+def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
+    """The config of this method in ``setting`` ("paper", "paper8", "synthetic", "smoke"):
+    :func:`jaxseg.train.config.base_config` with the method's optimizers and loss settings
+    (the reference values; see experiments/dtml/README.md)."""
+    c = base_config(setting)
+    c.method = "dtml"
+    c.optim.seg = {
+        "name": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "decay_every": scaled(c, 2500),
+        "decay_rate": 0.1,
+    }
+    c.loss = {
+        "k": 1500.0,
+        "consistency": 1.0,
+        "rampup": 40.0,
+        "rampup_divisor": scaled(c, 150),
+        "consistency_grad_factor": 2.0,
+        "sdm_l1": 0.0,
+    }
+    c.eval.output = "seg"
+    return c
 
 
 def create_state(config: Any, key: jax.Array) -> TrainState:

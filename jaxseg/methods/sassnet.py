@@ -31,19 +31,47 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jaxseg.losses import adversarial_loss, consistency_weight, cross_entropy
 from jaxseg.methods import _vnet
 from jaxseg.nn import Discriminator3D
 from jaxseg.shape import signed_distance_map
 from jaxseg.train import TrainState, create_net_state, create_train_state
+from jaxseg.train.config import base_config, scaled
 from jaxseg.train.optim import make_optimizer
 
-__all__ = ["create_state", "make_train_step", "make_updates", "predict"]
+__all__ = ["create_state", "default_config", "make_train_step", "make_updates", "predict"]
 
 
 def _discriminator(config: Any) -> Discriminator3D:
     return Discriminator3D(ndf=config.model.get("disc_filters", 64))
+
+
+def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
+    """The config of this method in ``setting`` ("paper", "paper8", "synthetic", "smoke"):
+    :func:`jaxseg.train.config.base_config` with the method's optimizers and loss settings
+    (the reference values; see experiments/sassnet/README.md)."""
+    c = base_config(setting)
+    c.method = "sassnet"
+    c.model.disc_filters = 64 if setting.startswith("paper") else 16
+    c.optim.seg = {
+        "name": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "decay_every": scaled(c, 2500),
+        "decay_rate": 0.1,
+    }
+    c.optim.disc = {"name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.99}
+    c.loss = {
+        "beta": 0.3,
+        "adv_weight": 0.01,
+        "rampup": 40.0,
+        "rampup_divisor": scaled(c, 150),
+        "bce": 0.0,
+    }
+    return c
 
 
 def create_state(config: Any, key: jax.Array) -> TrainState:

@@ -14,12 +14,32 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import ml_collections
 
 from jaxseg.methods import _vnet
 from jaxseg.train import TrainState, create_train_state
+from jaxseg.train.config import base_config, scaled
 from jaxseg.train.optim import make_optimizer
 
-__all__ = ["create_state", "make_train_step", "predict"]
+__all__ = ["create_state", "default_config", "make_train_step", "predict"]
+
+
+def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
+    """The config of this method in ``setting`` ("paper", "paper8", "synthetic", "smoke"):
+    :func:`jaxseg.train.config.base_config` with the method's optimizers and loss settings
+    (the reference values; see experiments/supervised/README.md)."""
+    c = base_config(setting)
+    c.method = "supervised"
+    c.data.unlabelled = 0
+    c.optim.seg = {
+        "name": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "decay_every": scaled(c, 2500),
+        "decay_rate": 0.1,
+    }
+    return c
 
 
 def create_state(config: Any, key: jax.Array) -> TrainState:

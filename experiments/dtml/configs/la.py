@@ -10,27 +10,8 @@ sigmoid_rampup(iteration // 150, 40) and reaches each network twice (loss.consis
 2500-iteration learning-rate step with their length.
 """
 
-from jaxseg.train.config import base_config, scaled
+from jaxseg.methods import dtml
 
 
 def get_config(setting: str = "paper"):
-    c = base_config(setting)
-    c.method = "dtml"
-    c.optim.seg = {
-        "name": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "decay_every": scaled(c, 2500),
-        "decay_rate": 0.1,
-    }
-    c.loss = {
-        "k": 1500.0,
-        "consistency": 1.0,
-        "rampup": 40.0,
-        "rampup_divisor": scaled(c, 150),
-        "consistency_grad_factor": 2.0,
-        "sdm_l1": 0.0,
-    }
-    c.eval.output = "seg"
-    return c
+    return dtml.default_config(setting)
