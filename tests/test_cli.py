@@ -62,7 +62,8 @@ def test_bench_outside_a_checkout_says_so(tmp_path, monkeypatch, capsys):
 
 def test_demo_writes_metrics_and_figures(tmp_path):
     workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--size", "32"]) == 0
+    argv = ["demo", "--workdir", str(workdir), "--size", "32", "--train-steps", "2"]
+    assert main(argv) == 0
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["inverse_consistency"]["mice"] < 0.05
     assert metrics["inverse_consistency"]["ic_dice"] > 0.95
@@ -73,3 +74,10 @@ def test_demo_writes_metrics_and_figures(tmp_path):
     for name in metrics["figures"]:
         png = (workdir / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # Part 2: the SASSNet run, its evaluation and figures.
+    run = workdir / "sassnet"
+    result = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["sassnet"]["test"]["dice"] == result["mean"]["dice"]
+    assert len(result["cases"]) == 2 and 0.0 <= result["mean"]["dice"] <= 1.0
+    assert (run / "figures" / "curves.png").is_file()
+    assert len(list((run / "eval" / "figures").glob("*.png"))) == 3
