@@ -1,0 +1,76 @@
+"""Summarise multi-seed runs (``jaxseg train ... --seeds``) of several methods.
+
+Usage: python experiments/summarize.py RUNS_DIR [--output FIGURE.png]
+
+RUNS_DIR holds one directory per method, each with the ``seeds.json`` of the multi-seed runner.
+Prints a Markdown table (mean +- standard deviation over seeds of the per-seed test means; Dice
+and Jaccard in %, HD95 and ASD in mm) and writes a figure of every seed's test Dice per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+METRICS = (("dice", "Dice (%)", 100), ("jaccard", "Jaccard (%)", 100), ("hd95", "95HD (mm)", 1))
+METRICS += (("asd", "ASD (mm)", 1),)
+
+
+def load(runs: Path) -> dict[str, dict]:
+    found = {}
+    for path in sorted(runs.glob("*/seeds.json")):
+        found[path.parent.name] = json.loads(path.read_text())
+    if not found:
+        raise SystemExit(f"{runs}: no <method>/seeds.json found")
+    return found
+
+
+def table(summaries: dict[str, dict]) -> str:
+    head = "| method | seeds | " + " | ".join(label for _, label, _ in METRICS) + " |"
+    lines = [head, "|" + " --- |" * (len(METRICS) + 2)]
+    for method, s in summaries.items():
+        cells = []
+        for key, _, scale in METRICS:
+            values = np.array([v[key] for v in s["per_seed"].values()], float) * scale
+            cells.append(f"{np.nanmean(values):.2f} ± {np.nanstd(values):.2f}")
+        lines.append(f"| {method} | {len(s['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure(summaries: dict[str, dict], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.5 + 1.6 * len(summaries), 3.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, s in enumerate(summaries.values()):
+        dice = np.array([v["dice"] for v in s["per_seed"].values()]) * 100
+        ax.scatter(np.full(dice.shape, i), dice, s=25, zorder=3, label=None)
+        ax.errorbar(i + 0.15, dice.mean(), yerr=dice.std(), fmt="s", color="k", capsize=4)
+    ax.set_xticks(range(len(summaries)), list(summaries))
+    ax.set_ylabel("test Dice (%), one dot per seed")
+    ax.set_xlim(-0.5, len(summaries) - 0.5)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, help="directory of <method>/seeds.json")
+    parser.add_argument("--output", type=Path, help="figure to write (PNG)")
+    args = parser.parse_args()
+    summaries = load(args.runs)
+    print(table(summaries))
+    if args.output:
+        figure(summaries, args.output)
+        print(f"written: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
