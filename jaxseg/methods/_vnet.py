@@ -18,6 +18,21 @@ import optax
 from jaxseg.losses import dice_loss
 from jaxseg.nn import VNet
 from jaxseg.train import NetState, create_net_state
+from jaxseg.train.config import scaled
+
+
+def la_sgd(config: Any) -> dict[str, Any]:
+    """The LA papers' V-Net optimizer section: SGD 0.01, momentum 0.9, weight decay 1e-4,
+    x0.1 every 2500 iterations (scaled to ``config.train.steps``, see
+    :func:`jaxseg.train.config.scaled`)."""
+    return {
+        "name": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "decay_every": scaled(config, 2500),
+        "decay_rate": 0.1,
+    }
 
 
 def vnet(config: Any) -> VNet:

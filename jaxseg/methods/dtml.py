@@ -48,14 +48,7 @@ def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
     (the reference values; see experiments/dtml/README.md)."""
     c = base_config(setting)
     c.method = "dtml"
-    c.optim.seg = {
-        "name": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "decay_every": scaled(c, 2500),
-        "decay_rate": 0.1,
-    }
+    c.optim.seg = _vnet.la_sgd(c)
     c.loss = {
         "k": 1500.0,
         "consistency": 1.0,

@@ -55,14 +55,7 @@ def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
     c = base_config(setting)
     c.method = "sassnet"
     c.model.disc_filters = 64 if setting.startswith("paper") else 16
-    c.optim.seg = {
-        "name": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "decay_every": scaled(c, 2500),
-        "decay_rate": 0.1,
-    }
+    c.optim.seg = _vnet.la_sgd(c)
     c.optim.disc = {"name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.99}
     c.loss = {
         "beta": 0.3,

@@ -18,7 +18,7 @@ import ml_collections
 
 from jaxseg.methods import _vnet
 from jaxseg.train import TrainState, create_train_state
-from jaxseg.train.config import base_config, scaled
+from jaxseg.train.config import base_config
 from jaxseg.train.optim import make_optimizer
 
 __all__ = ["create_state", "default_config", "make_train_step", "predict"]
@@ -31,14 +31,7 @@ def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
     c = base_config(setting)
     c.method = "supervised"
     c.data.unlabelled = 0
-    c.optim.seg = {
-        "name": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "decay_every": scaled(c, 2500),
-        "decay_rate": 0.1,
-    }
+    c.optim.seg = _vnet.la_sgd(c)
     return c
 
 
