@@ -24,6 +24,11 @@ PUBLIC_API = {
         "dice", "jaccard", "hd95", "hausdorff", "asd", "assd", "evaluate_case",
         "largest_component", "inverse_consistency",
     ],
+    "jaxseg.inference": ["sliding_window"],
+    **{
+        f"jaxseg.methods.{name}": ["default_config", "create_state", "make_train_step", "predict"]
+        for name in ("supervised", "sassnet", "dtml")
+    },
 }  # fmt: skip
 
 # DESIGN.md, "Dependency rules": the third-party packages and jaxseg subpackages each part of
@@ -37,6 +42,15 @@ RULES = {
     "data": (
         {"jax", "numpy", "scipy", "grain", "nibabel", "h5py", "PIL", "absl", "matplotlib"},
         {*PURE_CORE, "data", "errors"},
+    ),
+    # train is generic: it may read data and run the pure core, never a network or a method.
+    "train": (
+        {"jax", "flax", "optax", "orbax", "numpy", "ml_collections", "tqdm", "matplotlib"},
+        {*PURE_CORE, "data", "train", "errors"},
+    ),
+    "methods": (
+        {"jax", "flax", "optax", "numpy", "ml_collections"},
+        {*PURE_CORE, "nn", "train", "data", "methods", "errors"},
     ),
 }
 
