@@ -100,15 +100,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     from jaxseg.errors import DataError
     from jaxseg.methods import get_method
     from jaxseg.train import CheckpointError
-    from jaxseg.train.config import apply_overrides
+    from jaxseg.train.config import apply_overrides, load_config
     from jaxseg.train.experiment import evaluate_run, load_run_config
 
     try:
-        config = apply_overrides(load_run_config(args.workdir), args.set)
-        if args.checkpoint:
-            config.eval.checkpoint = args.checkpoint
+        if args.weights is not None:
+            if args.config is None:
+                raise ValueError("--weights needs --config CONFIG[:setting] (the test cases)")
+            config = load_config(args.config, args.set)
+            method = get_method(config.method)
+            nets = _nets_from_torch(method, config, args.weights)
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        else:
+            config = apply_overrides(load_run_config(args.workdir), args.set)
+            method, nets = get_method(config.method), None
+            if args.checkpoint:
+                config.eval.checkpoint = args.checkpoint
         result = evaluate_run(
-            get_method(config.method), config, args.workdir, progress=_progress(args)
+            method,
+            config,
+            args.workdir,
+            nets=nets,
+            source=args.weights,
+            progress=_progress(args),
         )
     except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
         return _fail("evaluate", err)
@@ -260,12 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a trained run on its test cases",
         description="Evaluate the checkpoint of a run directory on its test cases with the "
         "run's eval settings (overridable with --set eval.KEY=VALUE); writes "
-        "WORKDIR/eval/metrics.json and figures.",
+        "WORKDIR/eval/metrics.json and figures. With --weights FILE.pth and --config, "
+        "evaluate a reference PyTorch V-Net (SASSNet/DTML state_dict) on the config's test "
+        "cases instead.",
     )
     evaluate.add_argument("--workdir", required=True, help="run directory")
     evaluate.add_argument(
         "--checkpoint", choices=("last", "best"), help="default: the run's eval.checkpoint"
     )
+    evaluate.add_argument(
+        "--weights",
+        help="evaluate a reference PyTorch V-Net checkpoint (.pth) instead of the run's; "
+        "needs --config, results go to WORKDIR/eval",
+    )
+    evaluate.add_argument("--config", help="experiment config for --weights, CONFIG[:setting]")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser(

@@ -179,13 +179,32 @@ def test_predict_with_reference_pytorch_weights(tmp_path):
     out, prob = tmp_path / "label.nii.gz", tmp_path / "prob.nii.gz"
     argv = ["predict", "--weights", str(weights), "--config", CONFIG.format("sassnet")]
     argv += ["--input", str(image), "--output", str(out), "--prob", str(prob)]
-    argv += ["--set", "model.n_filters=16", "--set", "eval.patch=(32,32,32)"]
-    argv += ["--set", "eval.stride=(32,32,32)", "--set", "eval.batch_size=1"]
-    assert main(argv) == 0
+    overrides = ["--set", "model.n_filters=16", "--set", "eval.patch=(32,32,32)"]
+    overrides += ["--set", "eval.stride=(32,32,32)", "--set", "eval.batch_size=1"]
+    assert main([*argv, *overrides]) == 0
     x = zscore(np.asarray(nib.load(image).dataobj, np.float32))[None, None]
     expected = ref.forward_outputs("vnet", model, x)["seg"][0, ..., 0]
     got = np.asarray(nib.load(prob).dataobj)
     np.testing.assert_allclose(got, 1 / (1 + np.exp(-expected)), atol=1e-4)
+
+    # evaluate: the same weights on the config's test cases; Dice of PyTorch's thresholded output.
+    workdir = tmp_path / "eval_run"
+    argv = ["evaluate", "--weights", str(weights), "--config", CONFIG.format("sassnet")]
+    assert main([*argv, "--workdir", str(workdir), *overrides, "--no-progress"]) == 0
+    result = json.loads((workdir / "eval" / "metrics.json").read_text())
+    assert result["checkpoint"] == {"which": "weights", "source": str(weights)}
+    config = load_config(CONFIG.format("sassnet"))
+    for case, row in zip(
+        synthetic.dataset("la_like", 2, seed=20_000, shape=(32,) * 3, spacing=(2.2,) * 3),
+        result["cases"],
+        strict=True,
+    ):
+        assert row["id"] == case.id
+        logits = ref.forward_outputs("vnet", model, np.moveaxis(case.image, -1, 0)[None])["seg"]
+        pred, ref_mask = logits[0, ..., 0] > 0, case.label == 1
+        expected_dice = 2 * np.sum(pred & ref_mask) / (pred.sum() + ref_mask.sum())
+        assert row["dice"] == pytest.approx(expected_dice, abs=1e-6)
+    assert config.data.synthetic.test == 2
 
 
 @pytest.mark.parametrize(

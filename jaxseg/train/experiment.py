@@ -256,28 +256,35 @@ def evaluate_run(
     workdir: str | os.PathLike,
     *,
     cases: Sequence[Case] | None = None,
+    nets: Any = None,
+    source: str | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate the ``eval.checkpoint`` checkpoint of a run on its test cases.
 
     Writes ``<workdir>/eval/metrics.json`` (the layout of :func:`jaxseg.train.evaluate.evaluate`
     plus ``checkpoint``: which one and its step, and ``method``) and figures under
-    ``<workdir>/eval/figures/``; returns the same dict.
+    ``<workdir>/eval/figures/``; returns the same dict. ``nets`` (e.g. imported PyTorch weights,
+    named by ``source``) are evaluated instead of a checkpoint when given.
     """
-    which = str(config.eval.checkpoint)
-    state, step = restore_state(method, config, workdir, which)
+    if nets is None:
+        which = str(config.eval.checkpoint)
+        state, step = restore_state(method, config, workdir, which)
+        nets, checkpoint = state.nets, {"which": which, "step": int(step)}
+    else:
+        checkpoint = {"which": "weights", "source": str(source)}
     cases = load_cases(config)["test"] if cases is None else cases
     out_dir = Path(workdir) / "eval"
     result = evaluate(
         _apply_fn(method, config),
-        state.nets,
+        nets,
         cases,
         **_eval_kwargs(config),
         out_dir=out_dir,
         num_figures=int(config.eval.num_figures),
         progress=progress,
     )
-    result["checkpoint"] = {"which": which, "step": int(step)}
+    result["checkpoint"] = checkpoint
     result["method"] = str(config.method)
     with open(out_dir / "metrics.json") as f:
         written = json.load(f)
