@@ -45,7 +45,8 @@ RULES = {
     ),
     # train is generic: it may read data and run the pure core, never a network or a method.
     "train": (
-        {"jax", "flax", "optax", "orbax", "numpy", "ml_collections", "tqdm", "matplotlib"},
+        {"jax", "flax", "optax", "orbax", "numpy", "ml_collections", "tqdm", "matplotlib"}
+        | {"tensorboardX"},
         {*PURE_CORE, "data", "train", "errors"},
     ),
     "methods": (

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import struct
 
 import chex
 import flax.linen as nn
@@ -310,6 +311,7 @@ def test_hooks_eval_metrics_config_and_curves(tmp_path):
         checkpointer=ckpt,
         config={"lr": 1e-2, "nested": {"patch": (8, 8)}},
         progress=True,
+        tensorboard=True,
     )
     assert calls == [(3, 3), (6, 6)]
     assert evals == [4, 7]
@@ -326,6 +328,30 @@ def test_hooks_eval_metrics_config_and_curves(tmp_path):
     assert path == os.path.join(tmp_path, "figures", "curves.png")
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # The TensorBoard events hold the same scalars as metrics.jsonl.
+    scalars = read_tensorboard_scalars(tmp_path / "tensorboard")
+    for record in records:
+        for name, value in record.items():
+            if name != "step":
+                assert scalars[(name, record["step"])] == pytest.approx(value)
+    assert len(scalars) == sum(len(r) - 1 for r in records)
+
+
+def read_tensorboard_scalars(directory):
+    """``{(tag, step): value}`` of the TFRecord event files in ``directory``."""
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    scalars = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            payload = data[offset + 12 : offset + 12 + length]
+            offset += 12 + length + 4  # length, its CRC, the payload, its CRC
+            event = event_pb2.Event.FromString(payload)
+            for value in event.summary.value:
+                scalars[(value.tag, event.step)] = value.simple_value
+    return scalars
 
 
 def test_device_put_batch_on_one_device_mesh():

@@ -23,7 +23,8 @@ An experiment config is a Python file with ``get_config(setting)`` returning an
     one optimizer section per network (see :mod:`jaxseg.train.optim`).
 ``train``
     ``steps`` (total iterations), ``checkpoint_every``, ``log_every``, ``eval_every`` (0: no
-    validation during training), ``max_to_keep``.
+    validation during training), ``max_to_keep``, ``tensorboard`` (also write TensorBoard
+    events; needs ``tensorboardX``).
 ``eval``
     the test protocol: sliding window ``patch``/``stride``/``batch_size``, ``threshold``,
     ``largest_component``, the ``checkpoint`` evaluated ("last" as the reference code, or "best"

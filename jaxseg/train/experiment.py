@@ -206,6 +206,7 @@ def run_experiment(
             config=config,
             put_batch=functools.partial(device_put_batch, mesh=mesh),
             progress=progress,
+            tensorboard=bool(config.train.get("tensorboard", False)),
         )
     finally:
         checkpointer.close()

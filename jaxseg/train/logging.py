@@ -87,6 +87,35 @@ class MetricsWriter:
         os.replace(tmp, self.path)
 
 
+class TensorBoardWriter:
+    """Writes the same records as :class:`MetricsWriter` as TensorBoard scalars in ``directory``.
+
+    Optional: it needs the ``tensorboardX`` package (``pip install tensorboardX``). A resumed run
+    appends a new event file; TensorBoard shows the steps logged twice (before an interruption
+    and after the restart) as two points of the same step.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as err:
+            raise ImportError(
+                "TensorBoard logging needs the tensorboardX package: pip install tensorboardX"
+            ) from err
+        self._writer = SummaryWriter(os.fspath(directory))
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Add every finite value of ``metrics`` as a scalar at ``step``."""
+        for name, value in metrics.items():
+            value = float(value)
+            if math.isfinite(value):
+                self._writer.add_scalar(name, value, int(step))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 def _ends_with_newline(path: str) -> bool:
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return True

@@ -24,7 +24,7 @@ import jax
 from tqdm.auto import tqdm
 
 from jaxseg.train.checkpoint import Checkpointer
-from jaxseg.train.logging import MetricsWriter, write_json_atomic
+from jaxseg.train.logging import MetricsWriter, TensorBoardWriter, write_json_atomic
 from jaxseg.train.state import StepFn, jit_step, numeric_batch, step_key
 
 __all__ = ["Hook", "train"]
@@ -80,6 +80,7 @@ def train(
     config: Any = None,
     put_batch: Callable[[dict[str, Any]], Any] | None = None,
     progress: bool | None = None,
+    tensorboard: bool = False,
 ) -> Any:
     """Train ``state`` with ``step_fn`` for ``num_steps`` steps in total, resuming if possible.
 
@@ -107,6 +108,8 @@ def train(
       put_batch: host batch -> device batch (e.g. ``partial(device_put_batch, mesh=mesh)``);
         default: the numeric entries as they are (jit transfers them).
       progress: show a tqdm bar; default: when stderr is a terminal.
+      tensorboard: also write the logged metrics as TensorBoard events in
+        ``<workdir>/tensorboard`` (needs ``tensorboardX``).
 
     Returns:
       The state after ``num_steps`` steps.
@@ -122,6 +125,7 @@ def train(
     if own_checkpointer:
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
+    board = TensorBoardWriter(os.path.join(workdir, "tensorboard")) if tensorboard else None
 
     if checkpointer.latest_step() is not None:
         state, data_state = checkpointer.restore(target_state=state)
@@ -157,6 +161,8 @@ def train(
                 record.update(eval_metrics)
             if record:
                 writer.write(step, record)
+                if board is not None:
+                    board.write(step, record)
                 now = time.perf_counter()
                 rate = (step - tick_step) / max(now - tick, 1e-9)
                 tick, tick_step = now, step
@@ -172,6 +178,8 @@ def train(
         checkpointer.wait()
     finally:
         bar.close()
+        if board is not None:
+            board.close()
         if own_checkpointer:
             checkpointer.close()
     return state
