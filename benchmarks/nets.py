@@ -62,16 +62,17 @@ change the HLO either. Fast math, the 512-bit vector width and turning YNNPACK o
 results by rounding (the fifth step's loss by up to 1e-5); the others give bit-identical eval
 outputs and losses.
 
-None helps, so the rows are measured with the default flags only. The compiled HLO shows why:
-this jaxlib hands 2D convolutions to YNNPACK (by default), but 3D convolutions stay XLA
-convolutions, run by Eigen's spatial convolution; the weight gradients of the stride-2
-convolutions keep a layout Eigen does not take (dimension labels ``012fb_o012i->f012b``) and
-are emitted as generic loops. Timed alone on the same machine (under load, so indicative): a
-3x3x3 16->16 convolution of 2x64^3 takes 0.4-0.8 s forward in XLA against 0.06-0.08 s in
-PyTorch, and the input gradient of the 2x2x2 stride-2 16->32 down-sampling convolution (an
-input-dilated convolution) takes 1.1 s against about 20 ms for its forward.
-The discriminator shows the same pattern: its training-mode forward alone takes 1.75 s at
-4x112x112x80, the gradients (of its 4^3 stride-2 convolutions) the other ~54 s of the row.
+None helps. The compiled HLO showed why: this jaxlib hands 2D convolutions to YNNPACK, but 3D
+convolutions stay XLA convolutions run by Eigen's generic spatial convolution, and the weight
+and input gradients of strided 3D convolutions are emitted as plain loops (a 3x3x3 16->16
+convolution of 2x64^3 took 0.4-0.8 s forward against 0.06-0.08 s in PyTorch; the discriminator's
+training-mode forward 1.75 s at 4x112x112x80, its gradients the other ~54 s of the row).
+
+So ``jaxseg.nn.layers`` computes the same functions differently on CPU
+(``layers.CPU_CONV_REWRITES``): a stride-1 3D convolution as a sum of 2D convolutions over
+shifted slices, a strided one (kernel a multiple of the stride) as a stride-1 convolution of the
+space-to-depth rearrangement, and the kernel = stride transposed convolution as one matrix
+product. The rows measure that default; ``results/nets-cpu.json`` has the figures.
 """
 
 from __future__ import annotations
