@@ -57,6 +57,12 @@ def test_train_writes_the_run_directory(sassnet_run):
     assert result["checkpoint"]["step"] in (1, 2) and result["method"] == "sassnet"
     assert (sassnet_run / "figures" / "curves.png").stat().st_size > 1000
     assert (sassnet_run / "eval" / "figures" / "dice.png").stat().st_size > 1000
+    # Every validation keeps its metrics and figures of the validation predictions.
+    for step in (1, 2):
+        val = sassnet_run / "val" / f"{step:06d}"
+        result = json.loads((val / "metrics.json").read_text())
+        assert result["mean"]["dice"] == pytest.approx(records[step - 1]["val/dice"])
+        assert (val / "figures" / "la_synth_10000.png").stat().st_size > 1000
 
 
 def test_evaluate_reproduces_the_training_evaluation(sassnet_run, capsys):

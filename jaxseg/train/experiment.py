@@ -148,7 +148,11 @@ def run_experiment(
     method: ModuleType, config: Any, workdir: str | os.PathLike, *, progress: bool | None = None
 ) -> dict[str, Any]:
     """Train ``method`` as ``config`` says in ``workdir`` (resuming if it holds checkpoints),
-    then evaluate it on the test cases (:func:`evaluate_run`). Returns the evaluation result."""
+    then evaluate it on the test cases (:func:`evaluate_run`). Returns the evaluation result.
+
+    With validation cases and ``train.eval_every > 0`` the validation Dice is logged as
+    ``val/dice``, decides the best checkpoint, and each validation writes its metrics and
+    prediction figures to ``<workdir>/val/<step>/``."""
     workdir = Path(workdir)
     cases = load_cases(config)
     mesh = make_mesh()
@@ -182,7 +186,17 @@ def run_experiment(
         kwargs = _eval_kwargs(config)
 
         def eval_fn(state):
-            result = evaluate(apply_fn, state.nets, cases["val"], **kwargs, progress=False)
+            # Metrics and figures of every validation go to <workdir>/val/<step>/.
+            out_dir = workdir / "val" / f"{int(jax.device_get(state.step)):06d}"
+            result = evaluate(
+                apply_fn,
+                state.nets,
+                cases["val"],
+                **kwargs,
+                out_dir=out_dir,
+                num_figures=int(config.eval.num_figures),
+                progress=False,
+            )
             return {"val/dice": result["mean"]["dice"]}
 
         eval_every, best_metric = int(config.train.eval_every), "val/dice"
