@@ -208,6 +208,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     num_figures: int = 4,
     progress: bool | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict:
     """Evaluate a network on labelled whole volumes, as in the papers' test procedure.
 
@@ -247,6 +248,8 @@ def evaluate(
       num_figures: number of cases drawn, from the first.
       progress: show a tqdm bar over the cases with the running mean Dice; default: when
         stderr is a terminal.
+      metadata: extra JSON-safe entries of the result (e.g. which checkpoint was evaluated),
+        added before ``metrics.json`` is written.
 
     Returns:
       The result dict described in the module docstring.
@@ -334,6 +337,7 @@ def evaluate(
             "units": _UNITS,
         },
     }
+    result.update(metadata or {})
     if out_dir is not None:
         _dice_figure(os.path.join(figures_dir, "dice.png"), records, result["mean"]["dice"])
         write_json_atomic(os.path.join(os.fspath(out_dir), "metrics.json"), _json_safe(result))

@@ -298,13 +298,8 @@ def evaluate_run(
         out_dir=out_dir,
         num_figures=int(config.eval.num_figures),
         progress=progress,
+        metadata={"checkpoint": checkpoint, "method": str(config.method)},
     )
-    result["checkpoint"] = checkpoint
-    result["method"] = str(config.method)
-    with open(out_dir / "metrics.json") as f:
-        written = json.load(f)
-    written.update(checkpoint=result["checkpoint"], method=result["method"])
-    write_json_atomic(out_dir / "metrics.json", written)
     return result
 
 
