@@ -7,6 +7,16 @@ Every method module provides
 * ``predict(config, nets, images) -> {"prob": (B, *S, K), ...}``: per-voxel probabilities of
   patches ``(B, *S, C)`` (the network output the method's papers evaluate), jittable.
 
+and, where the LA-style defaults of :mod:`jaxseg.train.experiment` do not fit, optionally
+
+* ``load_cases(config)``: its data (the layout of :func:`jaxseg.train.experiment.load_cases`,
+  plus ``"test_sets"``, named test sets);
+* ``prepare(config, state, cases, workdir) -> (state, hooks)``: the fresh state completed from
+  the data (Atlas-ISTN's initial atlas) and :class:`jaxseg.train.Hook` objects for the loop
+  (its epoch-end atlas update);
+* ``evaluate(config, state, test_sets, *, out_dir, progress, metadata)``: its own test protocol
+  writing ``<out_dir>/metrics.json``.
+
 Methods do not import each other; the V-Net methods share the private helpers of
 ``jaxseg.methods._vnet``.
 """
@@ -18,7 +28,7 @@ from types import ModuleType
 
 __all__ = ["METHODS", "get_method"]
 
-METHODS = ("supervised", "sassnet", "dtml")
+METHODS = ("supervised", "sassnet", "dtml", "atlas_istn")
 
 
 def get_method(name: str) -> ModuleType:

@@ -433,7 +433,7 @@ def _file_stem(case_id: str) -> str:
 # Figures
 
 
-def _new_figure(figsize: tuple[float, float]):
+def new_figure(figsize: tuple[float, float]):
     """A matplotlib figure with an Agg canvas, outside pyplot's global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -443,7 +443,7 @@ def _new_figure(figsize: tuple[float, float]):
     return fig
 
 
-def _save_png(fig, path: str) -> None:
+def save_png(fig, path: str) -> None:
     """Write ``fig`` as a PNG through a temporary file and an atomic rename."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -470,7 +470,7 @@ def _axial_slices(ref: np.ndarray) -> list[int]:
     return [lo + round(q * (hi - lo)) for q in (0.25, 0.5, 0.75)]
 
 
-def _contours(ax, labels: np.ndarray, color: str, width: float) -> None:
+def draw_contours(ax, labels: np.ndarray, color: str, width: float) -> None:
     """Draw the outline of every foreground label of a 2D map (rows = y, columns = x)."""
     for value in np.unique(labels):
         if value == 0:
@@ -504,12 +504,12 @@ def _case_figure(
     if vmax <= vmin:
         vmax = vmin + 1.0
 
-    fig = _new_figure((3.6 * len(slices), 4.2))
+    fig = new_figure((3.6 * len(slices), 4.2))
     axes = fig.subplots(1, len(slices), squeeze=False)[0]
     for ax, (img, lab, prd, k) in zip(axes, slices):
         ax.imshow(img, cmap="gray", vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
-        _contours(ax, lab, "#2ca02c", 1.6)
-        _contours(ax, prd, "#d62728", 1.0)
+        draw_contours(ax, lab, "#2ca02c", 1.6)
+        draw_contours(ax, prd, "#d62728", 1.0)
         ax.set_title("2D" if k is None else f"axial slice {k}", fontsize=9)
         ax.set_axis_off()
     handles = [
@@ -518,7 +518,7 @@ def _case_figure(
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def _dice_figure(path: str, records: Sequence[Mapping[str, Any]], mean: float) -> None:
@@ -527,7 +527,7 @@ def _dice_figure(path: str, records: Sequence[Mapping[str, Any]], mean: float) -
         ((r["dice"], r["id"]) for r in records if not math.isnan(r["dice"])), key=lambda p: p[0]
     )
     undefined = len(records) - len(points)
-    fig = _new_figure((max(6.0, 0.25 * len(points) + 3.0), 4.0))
+    fig = new_figure((max(6.0, 0.25 * len(points) + 3.0), 4.0))
     strip, box = fig.subplots(1, 2, width_ratios=[4, 1], sharey=True)
     values = np.array([p[0] for p in points], dtype=np.float64)
     ranks = np.arange(1, len(points) + 1)
@@ -552,4 +552,4 @@ def _dice_figure(path: str, records: Sequence[Mapping[str, Any]], mean: float) -
     box.grid(alpha=0.3)
     note = f", {undefined} undefined" if undefined else ""
     fig.suptitle(f"Dice per case ({len(points)} cases{note})", fontsize=10)
-    _save_png(fig, path)
+    save_png(fig, path)

@@ -154,7 +154,7 @@ def run_experiment(
     ``val/dice``, decides the best checkpoint, and each validation writes its metrics and
     prediction figures to ``<workdir>/val/<step>/``."""
     workdir = Path(workdir)
-    cases = load_cases(config)
+    cases = getattr(method, "load_cases", load_cases)(config)
     mesh = make_mesh()
     devices = mesh.shape["data"]
     batch = config.data.labelled_batch + (
@@ -169,6 +169,9 @@ def run_experiment(
         jax.random.key(int(config.seed))
     )
     state = replicate(state, mesh)
+    hooks = []
+    if hasattr(method, "prepare"):
+        state, hooks = method.prepare(config, state, cases, workdir)
     workers = int(config.data.num_workers)
     options = loader_options() if workers < 0 else loader_options(num_workers=workers)
     dataset = semi_supervised_dataset(
@@ -178,6 +181,7 @@ def run_experiment(
         labelled_batch=int(config.data.labelled_batch),
         unlabelled_batch=int(config.data.unlabelled_batch),
         seed=int(config.seed),
+        transforms=None if config.data.get("augment", True) else (),
         options=options,
     )
     eval_fn, eval_every, best_metric = None, None, None
@@ -214,6 +218,7 @@ def run_experiment(
             workdir=workdir,
             checkpoint_every=int(config.train.checkpoint_every),
             log_every=int(config.train.log_every),
+            hooks=hooks,
             eval_fn=eval_fn,
             eval_every=eval_every,
             checkpointer=checkpointer,
@@ -225,7 +230,8 @@ def run_experiment(
     finally:
         checkpointer.close()
     plot_curves(workdir)
-    return evaluate_run(method, config, workdir, cases=cases["test"], progress=progress)
+    test = cases.get("test_sets", cases["test"])
+    return evaluate_run(method, config, workdir, cases=test, progress=progress)
 
 
 def load_run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
@@ -287,9 +293,19 @@ def evaluate_run(
         state, step = restore_state(method, config, workdir, which)
         nets, checkpoint = state.nets, {"which": which, "step": int(step)}
     else:
-        checkpoint = {"which": "weights", "source": str(source)}
-    cases = load_cases(config)["test"] if cases is None else cases
+        state, checkpoint = None, {"which": "weights", "source": str(source)}
     out_dir = Path(workdir) / "eval"
+    metadata = {"checkpoint": checkpoint, "method": str(config.method)}
+    if hasattr(method, "evaluate"):
+        # Methods with their own test protocol (several outputs and test sets: Atlas-ISTN).
+        if state is None:
+            raise ValueError(f"{config.method} runs are evaluated from their checkpoints only")
+        if cases is None:
+            cases = getattr(method, "load_cases", load_cases)(config)["test_sets"]
+        return method.evaluate(
+            config, state, cases, out_dir=out_dir, progress=progress, metadata=metadata
+        )
+    cases = load_cases(config)["test"] if cases is None else cases
     result = evaluate(
         _apply_fn(method, config),
         nets,
@@ -298,7 +314,7 @@ def evaluate_run(
         out_dir=out_dir,
         num_figures=int(config.eval.num_figures),
         progress=progress,
-        metadata={"checkpoint": checkpoint, "method": str(config.method)},
+        metadata=metadata,
     )
     return result
 
