@@ -67,14 +67,12 @@ def _train(args: argparse.Namespace) -> int:
         _announce(config)
         if args.seeds:
             seeds = [int(s) for s in args.seeds.split(",")]
-            summary = run_seeds(method, config, args.workdir, seeds, progress=_progress(args))
-            mean, std = summary["mean"], summary["std"]
+            result = run_seeds(method, config, args.workdir, seeds, progress=_progress(args))
         else:
             result = run_experiment(method, config, args.workdir, progress=_progress(args))
-            mean, std = result["mean"], result["std"]
     except (FileNotFoundError, ValueError, DataError) as err:
         return _fail("train", err)
-    print(_summary(mean, std))
+    print(_report(result))
     return 0
 
 
@@ -93,7 +91,21 @@ def _summary(mean: dict, std: dict) -> str:
     for name in ("dice", "jaccard", "hd95", "asd"):
         if mean.get(name) is not None:
             parts.append(f"{name} {mean[name]:.4f} +- {std.get(name) or 0.0:.4f}")
-    return "test: " + ", ".join(parts)
+    return ", ".join(parts)
+
+
+def _report(result: dict) -> str:
+    """The test summary: one line, or one per test set and output (Atlas-ISTN)."""
+    if "mean" in result:
+        return "test: " + _summary(result["mean"], result["std"])
+    lines = []
+    for test_set, outputs in result.items():
+        if not isinstance(outputs, dict):
+            continue
+        for output, entry in outputs.items():
+            if isinstance(entry, dict) and "mean" in entry:
+                lines.append(f"test {test_set} {output}: " + _summary(entry["mean"], entry["std"]))
+    return "\n".join(lines)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -126,7 +138,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
         return _fail("evaluate", err)
-    print(_summary(result["mean"], result["std"]))
+    print(_report(result))
     print(f"written: {Path(args.workdir) / 'eval' / 'metrics.json'}")
     return 0
 

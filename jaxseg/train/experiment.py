@@ -354,6 +354,11 @@ def run_seeds(
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {list(seeds)}")
+    if hasattr(method, "evaluate"):
+        raise ValueError(
+            f"the seed summary covers one test output; {config.method} reports several "
+            "(train one run per seed with --set seed=S instead)"
+        )
     workdir = Path(workdir)
     per_seed, dice = {}, {}
     for seed in seeds:

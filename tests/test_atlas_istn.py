@@ -1,0 +1,366 @@
+"""Atlas-ISTN: transforms, atlas construction, refinement, training step and a smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseg.geometry import compose, identity_grid, warp
+from jaxseg.methods import atlas_istn as A
+from jaxseg.metrics import inverse_consistency
+from jaxseg.train.config import apply_overrides, load_config
+from jaxseg.train.state import jit_step
+
+REPO = Path(__file__).resolve().parents[1]
+LETTER_B = REPO.parent / "shared" / "data" / "atlas-istn-synth2d"
+CONFIG = REPO / "experiments" / "atlas_istn" / "configs" / "letter_b.py"
+
+
+def _config(size=(16, 16), **overrides):
+    c = A.default_config("smoke")
+    c.data.size = size
+    for key, value in overrides.items():
+        apply_overrides(c, [f"{key}={value!r}"])
+    return c
+
+
+def _stn_out(batch, shape, *, velocity=None, translation=None, rotation=None, log_scale=None):
+    d = len(shape)
+    half = tuple(s // 2 for s in shape)
+    zeros = jnp.zeros
+    return {
+        "velocity": zeros((batch, *half, d)) if velocity is None else velocity,
+        "translation": zeros((batch, d)) if translation is None else translation,
+        "rotation": zeros((batch, 1 if d == 2 else 3)) if rotation is None else rotation,
+        "log_scale": zeros((batch, d)) if log_scale is None else log_scale,
+    }
+
+
+def _zero_velocity(params):
+    """STN parameters whose velocity output is exactly 0 (last convolution zeroed)."""
+    params = jax.tree.map(lambda x: x, params)
+    params["conv25"] = jax.tree.map(jnp.zeros_like, params["conv25"])
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# transforms
+
+
+def test_fresh_stn_with_zero_velocity_is_the_identity():
+    c = _config()
+    state = A.create_state(c, jax.random.key(0))
+    params = {"itn": state.nets["itn"].params, "stn": _zero_velocity(state.nets["stn"].params)}
+    atlas = {"image": jnp.zeros((16, 16, 1)), "label": jnp.full((16, 16, 2), 0.5)}
+    image = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
+    out = jax.jit(lambda p, x: A.forward(c, p, x, atlas))(params, image)
+    # The affine heads are zero-initialised: translation 0, rotation 0, log scale 0.
+    np.testing.assert_allclose(out["matrix"], np.broadcast_to(np.eye(3), (2, 3, 3)), atol=1e-7)
+    for name in ("fwd", "inv", "nonrigid", "nonrigid_inv"):
+        np.testing.assert_allclose(out[name], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out["atlas_label"], 0.5, atol=1e-6)
+
+
+def test_affine_voxel_matrix_matches_the_normalised_grid_by_hand():
+    shape = (16, 32)  # anisotropic grid: the conjugation matters
+    c = _config(size=shape)
+    t, r, s = np.array([0.2, -0.1]), np.array([0.3]), np.array([0.1, -0.2])
+    out = A.transforms(
+        c,
+        _stn_out(1, shape, translation=t[None], rotation=r[None], log_scale=s[None]),
+        shape,
+        1.0,
+    )
+    # The reference: theta = S R T on coordinates n_i = 2 x_i / (S_i - 1) - 1 (array axis i).
+    cos, sin = math.cos(r[0]), math.sin(r[0])
+    theta = np.diag(np.exp(s)) @ np.array([[cos, -sin], [sin, cos]])
+    size = np.array(shape, float) - 1
+    x = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).astype(float)
+    n = 2 * x / size - 1
+    mapped = (n + t) @ theta.T
+    expected = (mapped + 1) / 2 * size - x
+    np.testing.assert_allclose(out["fwd"][0], expected, atol=2e-4)
+
+
+def test_forward_and_inverse_fields_are_inverse_consistent():
+    shape = (32, 32)
+    c = _config(size=shape)
+    key = jax.random.key(3)
+    coarse = jax.random.normal(key, (1, 4, 4, 2)) * 1.5
+    velocity = jax.image.resize(coarse, (1, 16, 16, 2), "cubic")
+    out = A.transforms(
+        c,
+        _stn_out(
+            1,
+            shape,
+            velocity=velocity,
+            translation=jnp.array([[0.05, -0.04]]),
+            rotation=jnp.array([[0.1]]),
+            log_scale=jnp.array([[0.05, -0.03]]),
+        ),
+        shape,
+        1.0,
+    )
+    fwd, inv = out["fwd"][0], out["inv"][0]
+    assert float(jnp.abs(fwd).max()) > 1.0  # a real deformation
+    # Interior voxels: away from the border clamping of the fields.
+    inner = (slice(6, -6), slice(6, -6))
+    # Half-resolution integration and linear resampling leave errors of a few hundredths of a
+    # voxel for displacements of several voxels.
+    for residual in (compose(fwd, inv), compose(inv, fwd)):
+        assert float(jnp.abs(residual[inner]).mean()) < 0.05
+    assert float(jnp.abs(compose(fwd, inv)[inner]).max()) < 0.4
+    mask = np.zeros(shape, int)
+    mask[10:22, 8:20] = 1
+    ic = inverse_consistency(fwd, inv, mask)
+    assert ic["mice"] < 0.1
+    assert ic["ic_dice"] > 0.97
+
+
+def test_affine_is_switched_off_by_the_gate_and_for_svf_only():
+    shape = (16, 16)
+    stn = _stn_out(1, shape, translation=jnp.array([[0.3, 0.2]]))
+    on = A.transforms(_config(), stn, shape, 1.0)
+    off = A.transforms(_config(), stn, shape, 0.0)
+    svf = A.transforms(_config(**{"stn.transform": "svf"}), stn, shape, 1.0)
+    assert float(jnp.abs(on["fwd"]).max()) > 1.0
+    np.testing.assert_allclose(off["fwd"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(svf["fwd"], 0.0, atol=1e-6)
+
+
+def test_subject_to_subject_goes_through_the_atlas():
+    shape = (32, 32)
+    grid = identity_grid(shape)
+    inv_i = 0.8 * jnp.sin(grid[..., ::-1] / 5.0)
+    fwd_j = 0.6 * jnp.cos(grid / 7.0)
+    image = jnp.sin(grid[..., 0] / 3.0) + jnp.cos(grid[..., 1] / 4.0)
+    direct = warp(image, A.subject_to_subject(inv_i, fwd_j))
+    twice = warp(warp(image, inv_i), fwd_j)
+    np.testing.assert_allclose(direct[4:-4, 4:-4], twice[4:-4, 4:-4], atol=0.03)
+
+
+def test_omega_is_the_papers_fade_in():
+    c = _config()
+    spe = A.steps_per_epoch(c)
+    apply_overrides(c, ["loss.fade_epoch=25", "loss.fade_width=25.0"])
+    for step in (0, spe - 1, spe, 30 * spe + 1):
+        epoch = step // spe + 1
+        expected = 1 / (1 + math.exp(-(epoch - 25) / 25))
+        assert float(A.omega(c, jnp.asarray(step))) == pytest.approx(expected, rel=1e-6)
+    apply_overrides(c, ["loss.fade_epoch=-1"])
+    assert float(A.omega(c, jnp.asarray(0))) == 1.0
+
+
+def test_steps_follow_epochs_data_and_batch():
+    c = A.default_config("paper")
+    assert c.train.steps == 300 * 100
+    apply_overrides(c, ["train.epochs=7", "data.train=55"])
+    assert c.train.steps == 7 * 5
+    assert tuple(c.data.patch) == tuple(c.data.size) and c.data.labelled_batch == 10
+
+
+# --------------------------------------------------------------------------------------------
+# atlas construction
+
+
+def test_atlas_update_is_the_ema_of_the_warped_cases_by_hand():
+    """Eq. 15-16 with a known transform: a translation of one voxel along axis 0."""
+    shape = (16, 16)
+    c = _config(size=shape)
+    state = A.create_state(c, jax.random.key(0))
+    stn = _zero_velocity(state.nets["stn"].params)
+    # translation head: tanh(bias) = t with t * (16 - 1) / 2 = 1 voxel along axis 0.
+    bias = np.array([math.atanh(2 / 15), 0.0], np.float32)
+    stn["translation"] = {"kernel": jnp.zeros_like(stn["translation"]["kernel"]), "bias": bias}
+    params = {"itn": state.nets["itn"].params, "stn": stn}
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(5, *shape, 1)).astype(np.float32)
+    labels = (rng.random((5, *shape)) > 0.6).astype(np.int32)
+    atlas = {
+        "image": jnp.asarray(rng.normal(size=(*shape, 1)), jnp.float32),
+        "label": jnp.asarray(rng.random((*shape, 2)), jnp.float32),
+    }
+    eta = 0.25
+    new = A.update_atlas(c, params, atlas, images, labels, rate=eta)
+
+    # inv maps subject to atlas: warp(x, inv)(p) = x(p - e_0), clamped at the border.
+    def shifted(x):
+        return np.concatenate([x[:, :1], x[:, :-1]], axis=1)
+
+    one_hot = (labels[..., None] == np.arange(2)).astype(np.float32)
+    expected_image = (1 - eta) * np.asarray(atlas["image"]) + eta * shifted(images).mean(0)
+    expected_label = (1 - eta) * np.asarray(atlas["label"]) + eta * shifted(one_hot).mean(0)
+    np.testing.assert_allclose(new["image"], expected_image, atol=1e-5)
+    np.testing.assert_allclose(new["label"], expected_label, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# training step and refinement
+
+
+def _batch(c, n=4, seed=0):
+    size = tuple(c.data.size)
+    rng = np.random.default_rng(seed)
+    label = np.zeros((n, *size), np.int32)
+    label[:, 4:12, 5:11] = 1
+    image = (label[..., None] + 0.1 * rng.normal(size=(n, *size, 1))).astype(np.float32)
+    return {"image": image, "label": label}
+
+
+def _with_atlas(c, state, batch):
+    atlas = A._initial_atlas(c, batch["image"], batch["label"])
+    return state.replace(atlas=jax.tree.map(jnp.asarray, atlas))
+
+
+@pytest.mark.parametrize("variant", ["istn", "vml"])
+def test_train_step_moves_the_networks_and_traces_once(variant):
+    c = _config(**{"model.variant": variant})
+    batch = _batch(c)
+    state = _with_atlas(c, A.create_state(c, jax.random.key(0)), batch)
+    before = jax.device_get(state.nets)
+    chex.clear_trace_counter()
+    step = jit_step(chex.assert_max_traces(A.make_train_step(c), n=1))
+    for i in range(2):
+        state, metrics = step(state, batch, jax.random.key(i))
+    for name in ("loss", "loss_itn", "loss_a2s", "loss_s2a", "loss_reg"):
+        assert np.isfinite(float(metrics[name])), name
+    moved = {
+        name: max(
+            float(np.abs(a - b).max())
+            for a, b in zip(
+                jax.tree.leaves(before[name].params), jax.tree.leaves(state.nets[name].params)
+            )
+        )
+        for name in ("itn", "stn")
+    }
+    assert moved["stn"] > 0
+    if variant == "istn":
+        assert moved["itn"] > 0
+    else:  # VML: no ITN loss and the STN sees the images, so the ITN gets no gradient
+        assert moved["itn"] == 0
+    assert int(state.step) == 2
+
+
+def test_refinement_lowers_its_loss_and_returns_only_stn_weights():
+    c = _config(**{"refine.steps": 15, "refine.lr": 1e-2})
+    size = tuple(c.data.size)
+    state = A.create_state(c, jax.random.key(0))
+    atlas_label = np.zeros((*size, 2), np.float32)
+    atlas_label[..., 0] = 1
+    atlas_label[3:10, 3:10] = (0, 1)
+    atlas = {"image": jnp.asarray(atlas_label[..., 1:]), "label": jnp.asarray(atlas_label)}
+    target = np.roll(atlas_label, (3, 2), axis=(0, 1))[None]  # the "ITN output": a moved square
+    image = jnp.asarray(target[..., 1:])
+    refine = A.make_refine(c)
+    stn = state.nets["stn"].params
+    refined, losses = refine(stn, image, jnp.asarray(target), atlas)
+    losses = np.asarray(losses)
+    assert losses.shape == (1, 16)
+    assert losses[0, -1] < 0.8 * losses[0, 0]
+    assert jax.tree.structure(refined) == jax.tree.structure(jax.tree.map(lambda x: x[None], stn))
+    assert any(
+        float(np.abs(a[0] - b).max()) > 0
+        for a, b in zip(jax.tree.leaves(refined), jax.tree.leaves(stn))
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@pytest.mark.skipif(not LETTER_B.is_dir(), reason="released letter-B data not present")
+def test_released_letter_b_cases_are_resampled_and_normalised():
+    c = A.default_config("paper")
+    apply_overrides(c, [f"data.root={LETTER_B}", "data.train=3", "data.test=2"])
+    cases = A.load_cases(c)
+    assert len(cases["labelled"]) == 3 and list(cases["test_sets"]) == ["clean", "corrupt"]
+    case = cases["test_sets"]["corrupt"][0]
+    assert case.id == "B1001" and case.image.shape == (64, 64, 1)
+    assert case.spacing == pytest.approx((2.0, 2.0))
+    assert abs(float(case.image.mean())) < 1e-4 and float(case.image.std()) == pytest.approx(1, 1e-3)
+    assert set(np.unique(case.label)) == {0, 1}
+
+
+def test_bad_data_settings_name_the_problem(tmp_path):
+    c = A.default_config("smoke")
+    apply_overrides(c, [f"data.root={tmp_path / 'missing'}"])
+    with pytest.raises(ValueError, match="missing"):
+        A.load_cases(c)
+    c = A.default_config("smoke")
+    apply_overrides(c, ["eval.test_sets=('clean', 'noisy')"])
+    with pytest.raises(ValueError, match="noisy"):
+        A.load_cases(c)
+    with pytest.raises(ValueError, match="stn.transform"):
+        A.create_state(_config(**{"stn.transform": "bspline"}), jax.random.key(0))
+
+
+# --------------------------------------------------------------------------------------------
+# a smoke run through the CLI
+
+
+def _jaxseg(*args, cwd):
+    run = subprocess.run(
+        [sys.executable, "-m", "jaxseg.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_smoke_train_evaluate_refine(tmp_path):
+    workdir = tmp_path / "run"
+    _jaxseg(
+        "train", f"{CONFIG}:smoke", "--workdir", str(workdir), "--no-progress", cwd=tmp_path
+    )
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "atlas/atlas_initial_image.nii.gz",
+        "atlas/atlas_label.nii.gz",
+        "figures/atlas.png",
+        "eval/metrics.json",
+        "eval/figures/clean_predictions.png",
+        "eval/figures/corrupt_predictions.png",
+        "eval/figures/summary.png",
+    ):
+        assert (workdir / name).is_file(), name
+    first = json.loads((workdir / "eval" / "metrics.json").read_text())
+    for test_set in ("clean", "corrupt"):
+        entry = first[test_set]
+        for output in ("itn", "one_pass", "refine"):
+            assert set(entry[output]["mean"]) == {"dice", "asd", "hd", "hd95"}
+            assert len(entry[output]["cases"]) == 4
+            assert 0 <= entry[output]["mean"]["dice"] <= 1
+        assert set(entry["inverse_consistency"]) == {"ic_dice", "mice"}
+        assert entry["refine_loss"]["after"] <= entry["refine_loss"]["before"]
+    # The atlas is part of the checkpoint: the restored one is the one written last.
+    import nibabel as nib
+
+    config = load_config(f"{CONFIG}:smoke")
+    state, step = __import__("jaxseg.train.experiment", fromlist=["x"]).restore_state(
+        A, config, workdir
+    )
+    assert step == config.train.steps
+    saved = np.asarray(nib.load(workdir / "atlas" / "atlas_image.nii.gz").dataobj)[:, :, 0]
+    np.testing.assert_allclose(np.asarray(state.atlas["image"])[..., 0], saved, atol=1e-6)
+    initial = np.asarray(nib.load(workdir / "atlas" / "atlas_initial_image.nii.gz").dataobj)
+    assert float(np.abs(saved - initial[:, :, 0]).max()) > 0  # the atlas was updated
+    # evaluate reproduces the results of the run
+    _jaxseg("evaluate", "--workdir", str(workdir), cwd=tmp_path)
+    again = json.loads((workdir / "eval" / "metrics.json").read_text())
+    for output in ("itn", "one_pass", "refine"):
+        assert again["clean"][output]["mean"]["dice"] == pytest.approx(
+            first["clean"][output]["mean"]["dice"], abs=1e-6
+        )
