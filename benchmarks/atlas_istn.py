@@ -4,11 +4,12 @@ Rows (randomly initialised networks, a blob image and atlas; the state donated a
 
 * the training step of the letter-B ``paper`` config: ITN + STN forward and backward, warps,
   batch 10 of 64x64;
-* the training step of the 3D config: batch 2 of 64^3 on CPU, 10 of 64^3 on an accelerator;
+* the training step of the 3D config: batch 10 of 64^3 on an accelerator (batch 2 of 32^3 on
+  CPU, where 3D convolutions and gathers are slow);
 * the test-time refinement of one case: 100 Adam iterations of the STN on
   ``L*_a2s + lambda L_reg`` in one compiled loop (:func:`jaxseg.methods.atlas_istn.make_refine`);
-  64^3 on CPU, 128^3 on an accelerator (the paper: about 20 s for 100 iterations at 128^3 on a
-  V100).
+  128^3 on an accelerator (the paper: about 20 s for 100 iterations at 128^3 on a V100), 32^3
+  on CPU.
 
 Reported: median seconds after compilation and warm-up, and iterations per second. No peer.
 ``--quick``: fewer repeats.

@@ -363,3 +363,40 @@ def test_smoke_train_evaluate_refine(tmp_path):
         assert again["clean"][output]["mean"]["dice"] == pytest.approx(
             first["clean"][output]["mean"]["dice"], abs=1e-6
         )
+
+
+def test_nifti_data_set_is_resampled_to_the_config_size(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    for folder in ("imagesTr", "labelsTr"):
+        (tmp_path / folder).mkdir()
+    for i in range(3):
+        label = np.zeros((40, 40, 24), np.uint8)
+        label[10:30, 12:28, 6:18] = 1
+        label[15:25, 15:25, 8:16] = 2
+        image = (label + rng.normal(size=label.shape)).astype(np.float32)
+        affine = np.diag([1.0, 1.0, 2.0, 1.0])
+        nib.save(nib.Nifti1Image(image, affine), tmp_path / "imagesTr" / f"case{i}.nii.gz")
+        nib.save(nib.Nifti1Image(label, affine), tmp_path / "labelsTr" / f"case{i}.nii.gz")
+    c = A.default_config("smoke", data="cardiac_like")
+    apply_overrides(
+        c,
+        [
+            "data.source=nifti",
+            f"data.root={tmp_path}",
+            "data.train=2",
+            "data.test=1",
+            "data.num_classes=3",
+            "data.size=(32, 32, 16)",
+        ],
+    )
+    cases = A.load_cases(c)
+    assert [x.id for x in cases["labelled"]] == ["case0", "case1"]
+    (test,) = cases["test_sets"]["test"]
+    assert test.id == "case2" and test.image.shape == (32, 32, 16, 1)
+    assert test.spacing == pytest.approx((1.25, 1.25, 3.0))
+    assert set(np.unique(test.label)) == {0, 1, 2}
+    apply_overrides(c, ["data.num_classes=2"])
+    with pytest.raises(ValueError, match="num_classes"):
+        A.load_cases(c)
