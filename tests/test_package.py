@@ -50,7 +50,8 @@ RULES = {
         {*PURE_CORE, "data", "train", "errors"},
     ),
     "methods": (
-        {"jax", "flax", "optax", "numpy", "ml_collections"},
+        # tqdm: progress of a method's own evaluation loop (Atlas-ISTN's per-case refinement).
+        {"jax", "flax", "optax", "numpy", "ml_collections", "tqdm"},
         {*PURE_CORE, "nn", "train", "data", "methods", "errors"},
     ),
 }
