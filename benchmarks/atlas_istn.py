@@ -24,7 +24,6 @@ import numpy as np
 
 from benchmarks import harness
 from jaxseg.methods import atlas_istn
-from jaxseg.train import jit_step, step_key
 
 
 def _inputs(config, batch: int):
@@ -55,16 +54,12 @@ def _step_row(data: str, size: tuple[int, ...], batch: int, repeats: int) -> dic
     config = _config(data, size)
     inputs, atlas = _inputs(config, batch)
     state = jax.jit(functools.partial(atlas_istn.create_state, config))(jax.random.key(0))
-    holder = {"state": state.replace(atlas=jax.device_put(atlas))}
-    step = jit_step(atlas_istn.make_train_step(config))
-    arrays = jax.device_put(inputs)
-
-    def iteration():
-        new, metrics = step(holder["state"], arrays, step_key(holder["state"]))
-        holder["state"] = new
-        return metrics["loss"]
-
-    timing = harness.measure(iteration, warmup=2, repeats=repeats)
+    timing = harness.measure_train_step(
+        atlas_istn.make_train_step(config),
+        state.replace(atlas=jax.device_put(atlas)),
+        jax.device_put(inputs),
+        repeats=repeats,
+    )
     return {
         "name": f"training step, {data}, {batch}x{'x'.join(map(str, size))}",
         "peer": None,

@@ -47,6 +47,25 @@ def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7) -> dict
     }
 
 
+def measure_train_step(
+    step_fn: Callable[..., Any], state: Any, batch: Any, *, warmup: int = 2, repeats: int = 7
+) -> dict[str, float]:
+    """:func:`measure` of a method's training iterations: ``step_fn`` (a method's
+    ``make_train_step``) jitted with donation as in the training loop, each call continuing from
+    the state of the previous one with its step key."""
+    from jaxseg.train import jit_step, step_key
+
+    step = jit_step(step_fn)
+    holder = {"state": state}
+
+    def iteration():
+        new, metrics = step(holder["state"], batch, step_key(holder["state"]))
+        holder["state"] = new
+        return metrics["loss"]
+
+    return measure(iteration, warmup=warmup, repeats=repeats)
+
+
 def compare(
     name: str,
     ours: Callable[[], Any],

@@ -23,7 +23,6 @@ import numpy as np
 
 from benchmarks import harness
 from jaxseg.methods import get_method
-from jaxseg.train import jit_step, step_key
 
 PATCH = (112, 112, 80)
 
@@ -43,15 +42,9 @@ def _row(name: str, repeats: int) -> dict:
     config = method.default_config("paper")
     batch = jax.device_put(_batch(2, 0 if name == "supervised" else 2))
     state = jax.jit(functools.partial(method.create_state, config))(jax.random.key(0))
-    step = jit_step(method.make_train_step(config))
-    holder = {"state": state}
-
-    def iteration():
-        new, metrics = step(holder["state"], batch, step_key(holder["state"]))
-        holder["state"] = new
-        return metrics["loss"]
-
-    timing = harness.measure(iteration, warmup=2, repeats=repeats)
+    timing = harness.measure_train_step(
+        method.make_train_step(config), state, batch, repeats=repeats
+    )
     items = int(batch["image"].shape[0])
     return {
         "name": f"{name} iteration {items}x{'x'.join(map(str, PATCH))}",
