@@ -714,10 +714,15 @@ def update_atlas(
     one-hot labelmap, the cases ``images (M, *S, 1)``, ``labels (M, *S)`` warped to atlas space
     by the networks ``params``. ``rate = 1`` with a zero atlas gives the plain mean of the
     warped cases."""
+    return _ema_update(config, _warped_sums(config), params, atlas, images, labels, rate)
+
+
+def _ema_update(config, sums, params, atlas, images, labels, rate) -> dict[str, jax.Array]:
+    """:func:`update_atlas` with ``sums`` from :func:`_warped_sums` (built once per run, so
+    that the epoch-end updates share one compilation)."""
     image_sum = jnp.zeros_like(atlas["image"])
     label_sum = jnp.zeros_like(atlas["label"])
     chunk = max(1, int(config.eval.chunk))
-    sums = _warped_sums(config)
     for part in _chunks(len(images), chunk):
         a, b = sums(params, atlas, images[part], labels[part])
         image_sum, label_sum = image_sum + a, label_sum + b
@@ -750,11 +755,12 @@ def prepare(
     sharding = jax.tree.leaves(state.atlas)[0].sharding
     state = state.replace(atlas=jax.device_put(initial, sharding))
     rate = float(config.atlas.rate)
+    sums = _warped_sums(config)
 
     def update(state: AtlasState, step: int) -> AtlasState:
         if not config.atlas.fixed:
             params = {name: net.params for name, net in state.nets.items()}
-            atlas = update_atlas(config, params, state.atlas, images, labels, rate=rate)
+            atlas = _ema_update(config, sums, params, state.atlas, images, labels, rate)
             state = state.replace(atlas=jax.device_put(atlas, sharding))
         _write_atlas(config, jax.device_get(state.atlas), atlas_dir, "atlas")
         _atlas_figure(
@@ -930,7 +936,7 @@ def evaluate(
     result: dict[str, Any] = {}
     outputs = _outputs(config)
     refined_outputs = jax.jit(
-        jax.vmap(lambda p, x, y: outputs.__wrapped__({"stn": p}, atlas, x[None], y[None]))
+        jax.vmap(lambda p, x, y: outputs({"stn": p}, atlas, x[None], y[None]))
     )
     for set_name, cases in test_sets.items():
         images, refs = _stack(cases)
