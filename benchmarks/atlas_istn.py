@@ -97,8 +97,13 @@ def run(quick: bool = False) -> list[dict]:
     repeats = 3 if quick else 7
     return [
         _step_row("letter_b", (64, 64), 10, repeats),
-        _step_row("cardiac_like", (64, 64, 64), 10 if accelerated else 2, repeats),
-        _refine_row((128, 128, 128) if accelerated else (64, 64, 64), 100, 3 if accelerated else 1),
+        _step_row(
+            "cardiac_like",
+            (64,) * 3 if accelerated else (32,) * 3,
+            10 if accelerated else 2,
+            repeats,
+        ),
+        _refine_row((128,) * 3 if accelerated else (32,) * 3, 100, 3),
     ]
 
 

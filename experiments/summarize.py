@@ -1,10 +1,15 @@
 """Summarise multi-seed runs (``jaxseg train ... --seeds``) of several methods.
 
-Usage: python experiments/summarize.py RUNS_DIR [--output FIGURE.png]
+Usage: python experiments/summarize.py RUNS_DIR [--output FIGURE.png] [--paired METHOD]
 
 RUNS_DIR holds one directory per method, each with the ``seeds.json`` of the multi-seed runner.
 Prints a Markdown table (mean +- standard deviation over seeds of the per-seed test means; Dice
 and Jaccard in %, HD95 and ASD in mm) and writes a figure of every seed's test Dice per method.
+``--paired METHOD`` also prints each method's test Dice minus METHOD's, seed by seed. A method
+and its ablations (the same config with ``--set ...``) started from the same seed share their
+initial weights, so their paired differences show effects that the spread between seeds hides;
+different methods draw their networks' weights differently from a seed, and their pairing only
+matches seeds.
 """
 
 from __future__ import annotations
@@ -40,6 +45,29 @@ def table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def paired(summaries: dict[str, dict], reference: str) -> str:
+    if reference not in summaries:
+        raise SystemExit(f"--paired {reference}: no such method (have {sorted(summaries)})")
+    base = summaries[reference]["per_seed"]
+    lines = [
+        f"| method | seeds | Dice - {reference} (points) per seed | mean ± std | better in |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for method, s in summaries.items():
+        if method == reference:
+            continue
+        seeds = [seed for seed in s["per_seed"] if seed in base]
+        if not seeds:
+            continue
+        diff = np.array([s["per_seed"][k]["dice"] - base[k]["dice"] for k in seeds]) * 100
+        cells = ", ".join(f"{d:+.1f}" for d in diff)
+        lines.append(
+            f"| {method} | {len(seeds)} | {cells} | {diff.mean():+.2f} ± {diff.std():.2f} "
+            f"| {int((diff > 0).sum())} of {len(seeds)} |"
+        )
+    return "\n".join(lines)
+
+
 def figure(summaries: dict[str, dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -64,9 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, help="directory of <method>/seeds.json")
     parser.add_argument("--output", type=Path, help="figure to write (PNG)")
+    parser.add_argument("--paired", metavar="METHOD", help="also print Dice differences to METHOD")
     args = parser.parse_args()
     summaries = load(args.runs)
     print(table(summaries))
+    if args.paired:
+        print()
+        print(paired(summaries, args.paired))
     if args.output:
         figure(summaries, args.output)
         print(f"written: {args.output}")

@@ -5,7 +5,7 @@ Settings:
 * ``paper``: the released synth3d config.json: 64^3 at spacing 2, 800 epochs of batch 10,
   Adam 1e-3 halved every 400 epochs, fade-in at epoch 200, lambda 500, atlas rate 0.01, 50
   refinement iterations; 200 training and 40 test phantoms.
-* ``cpu``: 40 training phantoms at 32^3, 40 epochs.
+* ``cpu``: 40 training phantoms at 32^3, 40 epochs of batch 2 (800 steps).
 * ``smoke``: 8 phantoms at 32^3, 2 epochs.
 
 Any NIfTI data set in the Medical Segmentation Decathlon layout (imagesTr/, labelsTr/) can be
