@@ -1,8 +1,11 @@
 """Summarise multi-seed runs (``jaxseg train ... --seeds``) of several methods.
 
 Usage: python experiments/summarize.py RUNS_DIR [--output FIGURE.png] [--paired METHOD]
+                                      [--eval NAME]
 
-RUNS_DIR holds one directory per method, each with the ``seeds.json`` of the multi-seed runner.
+RUNS_DIR holds one directory per method, each with the ``seeds.json`` of the multi-seed runner;
+with ``--eval NAME`` the per-seed results are read from ``<method>/seed_<s>/NAME/metrics.json``
+instead (e.g. a re-evaluation under another protocol, ``jaxseg evaluate --output``).
 Prints a Markdown table (mean +- standard deviation over seeds of the per-seed test means; Dice
 and Jaccard in %, HD95 and ASD in mm) and writes a figure of every seed's test Dice per method.
 ``--paired METHOD`` also prints each method's test Dice minus METHOD's, seed by seed. A method
@@ -24,12 +27,23 @@ METRICS = (("dice", "Dice (%)", 100), ("jaccard", "Jaccard (%)", 100), ("hd95", 
 METRICS += (("asd", "ASD (mm)", 1),)
 
 
-def load(runs: Path) -> dict[str, dict]:
+def load(runs: Path, eval_dir: str | None = None) -> dict[str, dict]:
     found = {}
-    for path in sorted(runs.glob("*/seeds.json")):
-        found[path.parent.name] = json.loads(path.read_text())
+    if eval_dir is None:
+        for path in sorted(runs.glob("*/seeds.json")):
+            found[path.parent.name] = json.loads(path.read_text())
+    else:
+        for method in sorted(p for p in runs.iterdir() if p.is_dir()):
+            per_seed = {}
+            for path in method.glob(f"seed_*/{eval_dir}/metrics.json"):
+                seed = path.parent.parent.name.removeprefix("seed_")
+                per_seed[seed] = json.loads(path.read_text())["mean"]
+            if per_seed:
+                per_seed = dict(sorted(per_seed.items(), key=lambda kv: int(kv[0])))
+                found[method.name] = {"seeds": list(per_seed), "per_seed": per_seed}
     if not found:
-        raise SystemExit(f"{runs}: no <method>/seeds.json found")
+        where = "seeds.json" if eval_dir is None else f"seed_<s>/{eval_dir}/metrics.json"
+        raise SystemExit(f"{runs}: no <method>/{where} found")
     return found
 
 
@@ -93,8 +107,11 @@ def main() -> None:
     parser.add_argument("runs", type=Path, help="directory of <method>/seeds.json")
     parser.add_argument("--output", type=Path, help="figure to write (PNG)")
     parser.add_argument("--paired", metavar="METHOD", help="also print Dice differences to METHOD")
+    parser.add_argument(
+        "--eval", metavar="NAME", help="read seed_<s>/NAME/metrics.json instead of seeds.json"
+    )
     args = parser.parse_args()
-    summaries = load(args.runs)
+    summaries = load(args.runs, args.eval)
     print(table(summaries))
     if args.paired:
         print()

@@ -134,12 +134,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             args.workdir,
             nets=nets,
             source=args.weights,
+            out_dir=args.output,
             progress=_progress(args),
         )
     except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
         return _fail("evaluate", err)
     print(_report(result))
-    print(f"written: {Path(args.workdir) / 'eval' / 'metrics.json'}")
+    print(f"written: {Path(args.output or Path(args.workdir) / 'eval') / 'metrics.json'}")
     return 0
 
 
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a trained run on its test cases",
         description="Evaluate the checkpoint of a run directory on its test cases with the "
         "run's eval settings (overridable with --set eval.KEY=VALUE); writes "
-        "WORKDIR/eval/metrics.json and figures. With --weights FILE.pth and --config, "
+        "metrics.json and figures to WORKDIR/eval (or --output). With --weights FILE.pth and --config, "
         "evaluate a reference PyTorch V-Net (SASSNet/DTML state_dict) on the config's test "
         "cases instead.",
     )
@@ -297,7 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--weights",
         help="evaluate a reference PyTorch V-Net checkpoint (.pth) instead of the run's; "
-        "needs --config, results go to WORKDIR/eval",
+        "needs --config",
+    )
+    evaluate.add_argument(
+        "--output",
+        metavar="DIR",
+        help="write metrics.json and figures here instead of WORKDIR/eval (e.g. another "
+        "protocol: --output WORKDIR/eval_lcc --set eval.largest_component=True)",
     )
     evaluate.add_argument("--config", help="experiment config for --weights, CONFIG[:setting]")
     evaluate.set_defaults(handler=_evaluate)

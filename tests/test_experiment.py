@@ -75,6 +75,19 @@ def test_evaluate_reproduces_the_training_evaluation(sassnet_run, capsys):
     assert "test: dice" in capsys.readouterr().out
 
 
+def test_evaluate_output_keeps_the_run_evaluation(sassnet_run, tmp_path):
+    path = sassnet_run / "eval" / "metrics.json"
+    before = path.read_bytes()
+    out = tmp_path / "eval_lcc"
+    argv = ["evaluate", "--workdir", str(sassnet_run), "--output", str(out), "--no-progress"]
+    assert main([*argv, "--set", "eval.largest_component=True"]) == 0
+    assert path.read_bytes() == before
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["protocol"]["largest_component"] is True
+    assert json.loads(before)["protocol"]["largest_component"] is False
+    assert (out / "figures" / "dice.png").stat().st_size > 1000
+
+
 def test_predict_writes_labels_probabilities_and_sdm_with_the_input_header(sassnet_run, tmp_path):
     case = synthetic.la_like(7, shape=(32, 32, 32), spacing=(2.2, 2.2, 2.2))
     affine = np.diag([2.2, 2.2, 2.2, 1.0])

@@ -279,14 +279,17 @@ def evaluate_run(
     cases: Sequence[Case] | None = None,
     nets: Any = None,
     source: str | None = None,
+    out_dir: str | os.PathLike | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate the ``eval.checkpoint`` checkpoint of a run on its test cases.
 
-    Writes ``<workdir>/eval/metrics.json`` (the layout of :func:`jaxseg.train.evaluate.evaluate`
-    plus ``checkpoint``: which one and its step, and ``method``) and figures under
-    ``<workdir>/eval/figures/``; returns the same dict. ``nets`` (e.g. imported PyTorch weights,
-    named by ``source``) are evaluated instead of a checkpoint when given.
+    Writes ``<out_dir>/metrics.json`` (the layout of :func:`jaxseg.train.evaluate.evaluate` plus
+    ``checkpoint``: which one and its step, and ``method``) and figures under
+    ``<out_dir>/figures/``, ``out_dir`` being ``<workdir>/eval`` unless given (e.g. to evaluate
+    a run under another protocol without replacing its evaluation); returns the same dict.
+    ``nets`` (e.g. imported PyTorch weights, named by ``source``) are evaluated instead of a
+    checkpoint when given.
     """
     if nets is None:
         which = str(config.eval.checkpoint)
@@ -294,7 +297,7 @@ def evaluate_run(
         nets, checkpoint = state.nets, {"which": which, "step": int(step)}
     else:
         state, checkpoint = None, {"which": "weights", "source": str(source)}
-    out_dir = Path(workdir) / "eval"
+    out_dir = Path(workdir) / "eval" if out_dir is None else Path(out_dir)
     metadata = {"checkpoint": checkpoint, "method": str(config.method)}
     if hasattr(method, "evaluate"):
         # Methods with their own test protocol (several outputs and test sets: Atlas-ISTN).
