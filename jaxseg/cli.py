@@ -287,9 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a trained run on its test cases",
         description="Evaluate the checkpoint of a run directory on its test cases with the "
         "run's eval settings (overridable with --set eval.KEY=VALUE); writes "
-        "metrics.json and figures to WORKDIR/eval (or --output). With --weights FILE.pth and --config, "
-        "evaluate a reference PyTorch V-Net (SASSNet/DTML state_dict) on the config's test "
-        "cases instead.",
+        "metrics.json and figures to WORKDIR/eval (or --output). With --weights FILE.pth "
+        "and --config, evaluate a reference PyTorch V-Net (SASSNet/DTML state_dict) on the "
+        "config's test cases instead.",
     )
     evaluate.add_argument("--workdir", required=True, help="run directory")
     evaluate.add_argument(
