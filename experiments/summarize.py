@@ -82,7 +82,7 @@ def paired(summaries: dict[str, dict], reference: str) -> str:
     return "\n".join(lines)
 
 
-def figure(summaries: dict[str, dict], path: Path) -> None:
+def figure(summaries: dict[str, dict], path: Path, title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -97,6 +97,7 @@ def figure(summaries: dict[str, dict], path: Path) -> None:
     ax.set_ylabel("test Dice (%), one dot per seed")
     ax.set_xlim(-0.5, len(summaries) - 0.5)
     ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -117,7 +118,8 @@ def main() -> None:
         print()
         print(paired(summaries, args.paired))
     if args.output:
-        figure(summaries, args.output)
+        title = "test Dice" + (f" ({args.eval})" if args.eval else "")
+        figure(summaries, args.output, title)
         print(f"written: {args.output}")
 
 
