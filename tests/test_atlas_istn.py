@@ -335,7 +335,7 @@ def test_smoke_train_evaluate_refine(tmp_path):
         "eval/figures/summary.png",
     ):
         assert (workdir / name).is_file(), name
-    first = json.loads((workdir / "eval" / "metrics.json").read_text())
+    first = _strict_json(workdir / "eval" / "metrics.json")
     for test_set in ("clean", "corrupt"):
         entry = first[test_set]
         for output in ("itn", "one_pass", "refine"):
@@ -358,11 +358,20 @@ def test_smoke_train_evaluate_refine(tmp_path):
     assert float(np.abs(saved - initial[:, :, 0]).max()) > 0  # the atlas was updated
     # evaluate reproduces the results of the run
     _jaxseg("evaluate", "--workdir", str(workdir), cwd=tmp_path)
-    again = json.loads((workdir / "eval" / "metrics.json").read_text())
+    again = _strict_json(workdir / "eval" / "metrics.json")
     for output in ("itn", "one_pass", "refine"):
         assert again["clean"][output]["mean"]["dice"] == pytest.approx(
             first["clean"][output]["mean"]["dice"], abs=1e-6
         )
+
+
+def _strict_json(path):
+    """The JSON of ``path``, refusing NaN and Infinity (not JSON; undefined values are null)."""
+
+    def refuse(constant):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 def test_nifti_data_set_is_resampled_to_the_config_size(tmp_path):
@@ -400,3 +409,25 @@ def test_nifti_data_set_is_resampled_to_the_config_size(tmp_path):
     apply_overrides(c, ["data.num_classes=2"])
     with pytest.raises(ValueError, match="num_classes"):
         A.load_cases(c)
+
+
+def test_evaluate_writes_undefined_distances_as_null(tmp_path):
+    from jaxseg.data.case import Case
+
+    config = _config(size=(16, 16))
+    config.refine.steps = 2
+    config.eval.update(num_figures=1, refine_lams=())
+    yy, xx = np.mgrid[:16, :16]
+    disc = ((yy - 7.5) ** 2 + (xx - 7.5) ** 2 < 16).astype(np.int32)
+    state = A.create_state(config, jax.random.key(0))
+    atlas = {"image": disc[..., None].astype(np.float32), "label": np.eye(2)[disc]}
+    state = state.replace(atlas=jax.tree.map(jnp.asarray, atlas))
+    image = np.random.default_rng(0).standard_normal((16, 16, 1)).astype(np.float32)
+    empty = Case(id="empty", image=image, label=np.zeros((16, 16), np.int32), spacing=(1.0, 1.0))
+    result = A.evaluate(config, state, {"clean": [empty]}, out_dir=tmp_path)
+    # A case without foreground has no surface distances: NaN in the result, null in the file.
+    assert math.isnan(result["clean"]["itn"]["cases"][0]["hd"])
+    written = _strict_json(tmp_path / "metrics.json")
+    for output in ("itn", "one_pass", "refine"):
+        assert written["clean"][output]["cases"][0]["hd"] is None
+        assert written["clean"][output]["mean"]["hd"] is None

@@ -70,7 +70,6 @@ the identity before that epoch.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -102,7 +101,14 @@ from jaxseg.losses import smoothness
 from jaxseg.metrics import evaluate_case, inverse_consistency
 from jaxseg.nn import AtlasSTN, UNet
 from jaxseg.train import Hook, NetState, TrainState, create_net_state
-from jaxseg.train.evaluate import draw_contours, new_figure, save_png
+from jaxseg.train.evaluate import (
+    draw_contours,
+    json_safe,
+    nanmean,
+    nanstd,
+    new_figure,
+    save_png,
+)
 from jaxseg.train.logging import write_json_atomic
 from jaxseg.train.optim import make_optimizer
 
@@ -860,27 +866,14 @@ def _labels(scores: np.ndarray) -> np.ndarray:
 def _summary(records: list[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     table = {n: np.array([r[n] for r in records], float) for n in names}
     return {
-        "mean": {n: _finite(_mean(v)) for n, v in table.items()},
-        "std": {n: _finite(_std(v)) for n, v in table.items()},
+        "mean": {n: _finite(nanmean(v)) for n, v in table.items()},
+        "std": {n: _finite(nanstd(v)) for n, v in table.items()},
         "cases": records,
     }
 
 
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def _mean(values) -> float:
-    """Mean of the finite values (NaN, without a warning, when there is none)."""
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else math.nan
-
-
-def _std(values) -> float:
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
-    return float(values.std()) if values.size else math.nan
 
 
 _METRICS = ("dice", "asd", "hd", "hd95")
@@ -985,9 +978,9 @@ def evaluate(
         for name, (fwd, inv) in fields.items():
             ic = [inverse_consistency(f, i, r) for f, i, r in zip(fwd, inv, refs)]
             entry["inverse_consistency"]["ic_dice"][name] = _finite(
-                _mean([c["ic_dice"] for c in ic])
+                nanmean([c["ic_dice"] for c in ic])
             )
-            entry["inverse_consistency"]["mice"][name] = _finite(_mean([c["mice"] for c in ic]))
+            entry["inverse_consistency"]["mice"][name] = _finite(nanmean([c["mice"] for c in ic]))
             entry["subject_to_subject"]["dice"][name] = _subject_to_subject_dice(fwd, inv, refs, k)
         loss = np.concatenate(losses)
         entry["refine_loss"] = {
@@ -1010,7 +1003,7 @@ def evaluate(
         },
     }
     result.update(metadata or {})
-    write_json_atomic(out_dir / "metrics.json", result)
+    write_json_atomic(out_dir / "metrics.json", json_safe(result))
     _summary_figure(result, test_sets, out_dir / "figures" / "summary.png")
     return result
 
@@ -1028,7 +1021,7 @@ def _subject_to_subject_dice(fwd, inv, refs, k: int) -> float | None:
                 "dice"
             ]
         )
-    return _finite(_mean(scores))
+    return _finite(nanmean(scores))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1109,8 +1102,8 @@ def _summary_figure(result, test_sets, path: Path) -> None:
         for j, name in enumerate(outputs):
             values = [[c[metric] for c in result[s][name]["cases"]] for s in test_sets]
             pos = np.arange(len(test_sets)) + (j - (len(outputs) - 1) / 2) * width
-            means = [_mean(v) for v in values]
-            stds = [_std(v) for v in values]
+            means = [nanmean(v) for v in values]
+            stds = [nanstd(v) for v in values]
             ax.bar(pos, means, width, yerr=stds, label=name, capsize=2)
         ax.set_xticks(np.arange(len(test_sets)), list(test_sets))
         ax.set_title(metric.upper() if metric != "dice" else "Dice", fontsize=10)

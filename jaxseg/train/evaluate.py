@@ -305,7 +305,7 @@ def evaluate(
             for key in ("pred", "ref"):
                 if empty_masks[key]:
                     empty_ids[key].append(record["id"])
-            running = _nanmean([r["dice"] for r in records])
+            running = nanmean([r["dice"] for r in records])
             bar.set_postfix(dice="nan" if math.isnan(running) else f"{running:.4f}")
             if figures_dir is not None and len(records) <= num_figures:
                 _case_figure(
@@ -323,8 +323,8 @@ def evaluate(
 
     result = {
         "cases": records,
-        "mean": {name: _nanmean([r[name] for r in records]) for name in _CASE_METRICS},
-        "std": {name: _nanstd([r[name] for r in records]) for name in _CASE_METRICS},
+        "mean": {name: nanmean([r[name] for r in records]) for name in _CASE_METRICS},
+        "std": {name: nanstd([r[name] for r in records]) for name in _CASE_METRICS},
         "empty": empty_ids,
         "num_cases": len(records),
         "protocol": {
@@ -340,7 +340,7 @@ def evaluate(
     result.update(metadata or {})
     if out_dir is not None:
         _dice_figure(os.path.join(figures_dir, "dice.png"), records, result["mean"]["dice"])
-        write_json_atomic(os.path.join(os.fspath(out_dir), "metrics.json"), _json_safe(result))
+        write_json_atomic(os.path.join(os.fspath(out_dir), "metrics.json"), json_safe(result))
     return result
 
 
@@ -384,12 +384,14 @@ def _case_record(
     return record, in_mm["empty"]
 
 
-def _nanmean(values: Sequence[float]) -> float:
+def nanmean(values: Sequence[float]) -> float:
+    """Mean of the values that are not NaN (NaN, without a warning, when there is none)."""
     finite = [float(v) for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _nanstd(values: Sequence[float]) -> float:
+def nanstd(values: Sequence[float]) -> float:
+    """Population standard deviation of the values that are not NaN (NaN when there is none)."""
     finite = [float(v) for v in values if not math.isnan(v)]
     return float(np.std(finite)) if finite else math.nan
 
@@ -403,12 +405,12 @@ def _resolved_stride(patch: Sequence[int], stride) -> list[int]:
     return [int(s) for s in stride]
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """``obj`` with non-finite floats as None and numpy scalars as Python numbers."""
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, bool | np.bool_):
         return bool(obj)
     if isinstance(obj, numbers.Integral):
