@@ -797,6 +797,13 @@ def _write_atlas(config: Any, atlas: Mapping[str, Any], directory: Path, stem: s
 # Test-time refinement
 
 
+def _refine_lam(config: Any) -> float:
+    """``lambda*`` of the refinement: ``refine.lam``, or the training ``loss.lam`` when that is
+    negative (the default)."""
+    lam = float(config.refine.lam)
+    return lam if lam >= 0 else float(config.loss.lam)
+
+
 def make_refine(config: Any, *, lam: float | None = None) -> Callable:
     """``refine(stn_params, images, itn_out, atlas) -> (params, losses)``, jitted.
 
@@ -808,7 +815,7 @@ def make_refine(config: Any, *, lam: float | None = None) -> Callable:
     """
     steps = int(config.refine.steps)
     if lam is None:
-        lam = float(config.refine.lam) if float(config.refine.lam) >= 0 else float(config.loss.lam)
+        lam = _refine_lam(config)
     a2s, s2a = float(config.refine.a2s), float(config.refine.s2a)
     optimizer = optax.adam(float(config.refine.lr))
 
@@ -996,9 +1003,7 @@ def evaluate(
             "lr": float(config.refine.lr),
             "a2s": float(config.refine.a2s),
             "s2a": float(config.refine.s2a),
-            "lam": float(config.refine.lam)
-            if float(config.refine.lam) >= 0
-            else float(config.loss.lam),
+            "lam": _refine_lam(config),
             "from_scratch": bool(config.refine.from_scratch),
         },
     }
