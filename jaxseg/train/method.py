@@ -1,0 +1,78 @@
+"""The interface every method provides to the engine: :class:`Method`.
+
+A method is a record of functions (no subclassing, no hidden state). The engine
+(:mod:`jaxseg.train.experiment`) calls only these fields; it never asks a method whether it has
+some attribute. The required fields are the method's config, state and step; the optional ones
+have defaults that fit a segmentation network evaluated by sliding windows:
+
+``default_config(setting) -> ConfigDict``
+    the method's config in one of ``settings`` (every method has ``"paper"`` and ``"smoke"``).
+``create_state(config, key) -> TrainState``
+    fresh networks and optimizer states (a pytree; :class:`jaxseg.train.TrainState` or a
+    subclass with more fields).
+``make_train_step(config) -> step_fn``
+    the pure ``(state, batch, key) -> (state, metrics)``; ``metrics`` holds scalars, among them
+    ``"loss"`` and every loss weight that follows a schedule.
+``predict(config, nets, images) -> {"prob": (B, *S, K), ...}``
+    per-voxel outputs of patches ``(B, *S, C)``, jittable; ``"prob"`` is what is evaluated
+    (``K == 1``: a foreground probability, thresholded; ``K > 1``: class scores, argmax), other
+    keys (``"sdm"``) are extra maps ``jaxseg predict`` can write.
+``prepare_case(config, case) -> case``
+    method-specific preprocessing of every case the data source gives (e.g. resampling to the
+    fixed grid of a registration network), applied lazily; default: the case unchanged.
+``prepare(config, state, split, workdir) -> (state, hooks)``
+    the fresh state completed from the training data (e.g. an initial atlas) and
+    :class:`jaxseg.train.Hook` objects run by the loop (e.g. an epoch-end atlas update); default:
+    the state unchanged and no hook.
+``evaluate(config, state, test_sets, *, out_dir, progress, metadata) -> result`` or None
+    a method's own test protocol (several outputs per case, test-time refinement), writing
+    ``<out_dir>/metrics.json``; None (default) uses the engine's sliding-window evaluation of
+    ``predict(...)["prob"]``.
+``import_weights(config, state, state_dict, source) -> nets`` or None
+    the networks of ``state`` with weights of a reference PyTorch checkpoint (a name -> array
+    mapping read from ``source``); None when the method has no reference weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["Method"]
+
+
+def _same_case(config: Any, case: Any) -> Any:
+    del config
+    return case
+
+
+def _no_preparation(
+    config: Any, state: Any, split: Any, workdir: str | os.PathLike
+) -> tuple[Any, list]:
+    del config, split, workdir
+    return state, []
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A method as the engine sees it; see the module docstring for each field's contract."""
+
+    name: str
+    settings: tuple[str, ...]
+    default_config: Callable[..., Any]
+    create_state: Callable[[Any, Any], Any]
+    make_train_step: Callable[[Any], Callable]
+    predict: Callable[[Any, Any, Any], Mapping[str, Any]]
+    prepare_case: Callable[[Any, Any], Any] = _same_case
+    prepare: Callable[[Any, Any, Any, Any], tuple[Any, list]] = _no_preparation
+    evaluate: Callable[..., dict] | None = None
+    import_weights: Callable[[Any, Any, Mapping[str, Any], str], Any] | None = None
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"a method name must be an identifier, got {self.name!r}")
+        missing = {"paper", "smoke"} - set(self.settings)
+        if missing:
+            raise ValueError(f"method {self.name!r} lacks the setting(s) {sorted(missing)}")
