@@ -1,7 +1,7 @@
 """The ``jaxseg`` command.
 
-Subcommands (``jaxseg COMMAND --help`` for each): ``demo``, ``train``, ``evaluate``, ``predict``,
-``bench`` and ``data check``. Heavy imports happen inside the handlers so that ``--help`` is
+Subcommands (``jaxseg COMMAND --help`` for each): ``demo``, ``configs``, ``train``,
+``evaluate``, ``predict``, ``bench`` and ``data check``. Heavy imports happen inside the handlers so that ``--help`` is
 instant.
 """
 
@@ -23,21 +23,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    # The suites live in the repository's benchmarks/ package, beside jaxseg/.
-    for root in (Path.cwd(), *Path.cwd().parents):
-        if (root / "benchmarks" / "harness.py").is_file():
-            break
-    else:
-        print(
-            "jaxseg bench: no benchmarks/ folder here or above; run it from a checkout of the "
-            "jaxseg repository.",
-            file=sys.stderr,
-        )
-        return 2
-    sys.path.insert(0, str(root))
-    from benchmarks.harness import run_suites
+    from jaxseg.bench import run_suites
 
-    return run_suites(args.suite, quick=args.quick)
+    return run_suites(args.suite, quick=args.quick, out=args.out)
+
+
+def _configs(args: argparse.Namespace) -> int:
+    del args
+    from jaxseg.train.config import shipped_configs
+
+    for name, summary in shipped_configs().items():
+        print(f"{name:<16} {summary}")
+    return 0
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -87,6 +84,7 @@ def _announce(config) -> None:
 
 
 def _summary(mean: dict, std: dict) -> str:
+    mean, std = mean or {}, std or {}
     parts = []
     for name in ("dice", "jaccard", "hd95", "asd"):
         if mean.get(name) is not None:
@@ -95,12 +93,15 @@ def _summary(mean: dict, std: dict) -> str:
 
 
 def _report(result: dict) -> str:
-    """The test summary: one line, or one per test set and output (Atlas-ISTN)."""
+    """The test summary: one line, or one per test set (and output, for methods with several)."""
     if "mean" in result:
         return "test: " + _summary(result["mean"], result["std"])
     lines = []
     for test_set, outputs in result.items():
-        if not isinstance(outputs, dict):
+        if not isinstance(outputs, dict) or test_set in ("checkpoint", "protocol"):
+            continue
+        if "mean" in outputs:
+            lines.append(f"test {test_set}: " + _summary(outputs["mean"], outputs["std"]))
             continue
         for output, entry in outputs.items():
             if isinstance(entry, dict) and "mean" in entry:
@@ -202,23 +203,17 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _nets_from_torch(method, config, weights: str):
-    """The method's networks with ``nets["seg"]`` replaced by a reference PyTorch V-Net."""
+    """The method's networks with the weights of a reference PyTorch checkpoint."""
     import functools
 
     import jax
 
-    from jaxseg.interop.torch import import_state_dict, load_checkpoint
+    from jaxseg.interop.torch import load_checkpoint
 
-    variables = import_state_dict("vnet", load_checkpoint(weights))
+    if method.import_weights is None:
+        raise ValueError(f"method {method.name!r} has no reference PyTorch weights to import")
     state = jax.jit(functools.partial(method.create_state, config))(jax.random.key(0))
-    seg = state.nets["seg"]
-    if jax.tree.structure(seg.params) != jax.tree.structure(variables["params"]):
-        raise ValueError(
-            f"{weights}: a V-Net of the reference configuration does not match the network "
-            f"of config {config.method!r} (set model.n_filters=16)"
-        )
-    seg = seg.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
-    return {**state.nets, "seg": seg}
+    return method.import_weights(config, state, load_checkpoint(weights), weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
+    configs = commands.add_parser(
+        "configs",
+        help="list the experiment configs shipped with jaxseg",
+        description="List the configs that `jaxseg train NAME[:setting]` accepts, with a line "
+        "on each; their files are jaxseg/configs/NAME.py.",
+    )
+    configs.set_defaults(handler=_configs)
+
     progress = argparse.ArgumentParser(add_help=False)
     progress.add_argument("--no-progress", action="store_true", help="no progress bars")
     overrides = argparse.ArgumentParser(add_help=False)
@@ -267,12 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         parents=[overrides, progress],
         help="train a method from an experiment config, then evaluate it on the test cases",
-        description="Train the method of CONFIG (a Python file with get_config(setting), "
-        "e.g. experiments/sassnet/configs/la.py:paper) in WORKDIR, resuming from its latest "
-        "checkpoint if there is one, then evaluate it: WORKDIR holds config.json, "
-        "metrics.jsonl, checkpoints/, eval/metrics.json and figures.",
+        description="Train the method of CONFIG (a shipped config name such as sassnet:paper, "
+        "see `jaxseg configs`, or a Python file with get_config(setting), e.g. "
+        "experiments/sassnet/configs/la.py:paper) in WORKDIR, resuming from its latest "
+        "checkpoint if there is one, then evaluate it: WORKDIR holds config.json, split.json, "
+        "metrics.jsonl, checkpoints/, eval/metrics.json and figures. A WORKDIR of another "
+        "config is refused (only --set train.steps=N may differ, to extend a run).",
     )
-    train.add_argument("config", help="experiment config file, optionally CONFIG:setting")
+    train.add_argument(
+        "config", help="shipped config name or config file, optionally followed by :setting"
+    )
     train.add_argument("--workdir", required=True, help="run directory")
     train.add_argument(
         "--seeds",
@@ -337,14 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="run the benchmark suite (from a checkout of the repository)",
+        help="run the benchmark suites",
         description="Time jaxseg against installed peers (scipy, medpy, MONAI, PyTorch); "
-        "medians after warm-up, written to benchmarks/results/<suite>-<platform>.json.",
+        "medians after warm-up. With --out DIR, results go to DIR/<suite>-<platform>.json "
+        "and .md; nothing is written otherwise.",
     )
     bench.add_argument(
         "--suite", action="append", help="suite to run (repeatable; default: all suites)"
     )
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
+    bench.add_argument("--out", metavar="DIR", help="write the results here")
     bench.set_defaults(handler=_bench)
 
     data = commands.add_parser("data", help="inspect data sets", description="Inspect data sets.")

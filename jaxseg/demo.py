@@ -120,22 +120,19 @@ def _figures(out: Path, image, moved, label, moved_label, disp, det, residual, s
 def train_demo(workdir: Path, *, steps: int = 60, seed: int = 0) -> dict:
     """Train and evaluate the short SASSNet run of part 2 in ``workdir``; returns the test
     evaluation (``eval/metrics.json``)."""
-    from jaxseg.methods import sassnet
-    from jaxseg.train.config import scaled
+    from jaxseg.methods import get_method
     from jaxseg.train.experiment import run_experiment
 
     if steps < 2:
         raise ValueError(f"the training demo needs at least 2 steps, got {steps}")
-    config = sassnet.default_config("smoke")
+    method = get_method("sassnet")
+    config = method.default_config("smoke")
     config.seed = seed
     config.data.synthetic.update(train=8, val=1, test=2)
     config.eval.num_figures = 2
     config.train.update(steps=steps, checkpoint_every=steps // 2, eval_every=steps // 2)
     config.train.log_every = max(1, steps // 30)
-    # The smoke setting's schedules were scaled to its 6 steps; rescale them to this run.
-    config.optim.seg.decay_every = scaled(config, 2500)
-    config.loss.rampup_divisor = scaled(config, 150)
-    return run_experiment(sassnet, config, workdir, progress=True)
+    return run_experiment(method, config, workdir, progress=True)
 
 
 def run_demo(workdir: Path, *, size: int = 96, seed: int = 0, train_steps: int = 60) -> dict:

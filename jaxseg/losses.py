@@ -88,13 +88,41 @@ def _same_shape(a: jax.Array, b: jax.Array, names: tuple[str, str], fn: str) -> 
         )
 
 
+def _item_weights(weights, like: jax.Array, fn: str) -> jax.Array:
+    """Per-item weights ``(B,)`` as a float array shaped ``(B, 1, ..., 1)`` to broadcast with
+    ``like`` ``(B, ...)``."""
+    w = _as_float(jnp.asarray(weights, jnp.float32), "weights", fn)
+    if like.ndim < 1 or w.shape != like.shape[:1]:
+        raise ValueError(
+            f"{fn}: weights must have shape ({like.shape[0] if like.ndim else '?'},), one per "
+            f"item of the leading axis of {tuple(like.shape)}, got {tuple(w.shape)}"
+        )
+    return w.reshape(w.shape + (1,) * (like.ndim - 1)).astype(like.dtype)
+
+
+def _mean(values: jax.Array, weights, fn: str) -> jax.Array:
+    """``mean(values)``, or with per-item ``weights`` the weighted mean
+    ``sum(w_b v_b...) / (sum(w_b) * items)``: the mean over the items of non-zero weight when the
+    weights are 0/1; 0 when every weight is 0."""
+    if weights is None:
+        return jnp.mean(values)
+    w = _item_weights(weights, values, fn)
+    total = jnp.sum(w) * (values.size // max(values.shape[0], 1))
+    return jnp.where(total > 0, jnp.sum(values * w) / jnp.where(total > 0, total, 1.0), 0.0)
+
+
 # --------------------------------------------------------------------------------------------
 # segmentation losses
 
 
 @functools.partial(jax.jit, static_argnames="squared")
 def dice_loss(
-    probs: jax.Array, target: jax.Array, *, smooth: float = 1e-5, squared: bool = True
+    probs: jax.Array,
+    target: jax.Array,
+    *,
+    smooth: float = 1e-5,
+    squared: bool = True,
+    weights: jax.Array | None = None,
 ) -> jax.Array:
     """Soft Dice loss of the LA papers (V-Net style), over the whole batch at once.
 
@@ -114,6 +142,9 @@ def dice_loss(
       target: the binary target, same shape as ``probs`` (bool, integer or float).
       smooth: added to the numerator and the denominator.
       squared: square the denominator's terms (the reference's ``dice_loss``).
+      weights: optional per-item weights ``(B,)`` multiplying ``probs`` and ``target`` item by
+        item: with 0/1 weights, the loss of the items of weight 1 alone (the labelled items of
+        a mixed batch).
 
     Returns:
       Scalar in ``[0, 1]`` for ``probs`` and ``target`` in ``[0, 1]``.
@@ -122,6 +153,9 @@ def dice_loss(
     t = jnp.asarray(target)
     _same_shape(p, t, ("probs", "target"), "dice_loss")
     t = t.astype(p.dtype)
+    if weights is not None:
+        w = _item_weights(weights, p, "dice_loss")
+        p, t = p * w, t * w
     intersect = jnp.sum(p * t)
     denom = jnp.sum(p * p) + jnp.sum(t * t) if squared else jnp.sum(p) + jnp.sum(t)
     return 1.0 - (2.0 * intersect + smooth) / (denom + smooth)
@@ -167,7 +201,9 @@ def multiclass_dice_loss(
 
 
 @jax.jit
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def cross_entropy(
+    logits: jax.Array, labels: jax.Array, *, weights: jax.Array | None = None
+) -> jax.Array:
     """Softmax cross-entropy with integer labels, mean over all voxels and the batch.
 
     ``mean_v [logsumexp_c logits[v, c] - logits[v, labels[v]]]``, which is
@@ -177,6 +213,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     Args:
       logits: ``(..., C)``, e.g. ``(B, *S, C)`` or a discriminator's ``(B, 2)``.
       labels: integer ``(...)``, the shape of ``logits`` without its last axis.
+      weights: optional per-item weights ``(B,)`` over the leading axis: the weighted mean (the
+        mean over the items of weight 1 for 0/1 weights; 0 when all are 0).
 
     Returns:
       Scalar.
@@ -192,11 +230,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
         raise ValueError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
     log_probs = jax.nn.log_softmax(x, axis=-1)
     picked = jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)
-    return -jnp.mean(picked)
+    return _mean(-picked[..., 0], weights, "cross_entropy")
 
 
 @jax.jit
-def binary_cross_entropy_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+def binary_cross_entropy_with_logits(
+    logits: jax.Array, targets: jax.Array, *, weights: jax.Array | None = None
+) -> jax.Array:
     """Sigmoid cross-entropy, mean over every element (``torch.nn.BCEWithLogitsLoss()``).
 
     ``mean[max(x, 0) - x t + log(1 + exp(-|x|))]``, which equals
@@ -205,19 +245,21 @@ def binary_cross_entropy_with_logits(logits: jax.Array, targets: jax.Array) -> j
     Args:
       logits: any shape, e.g. ``(B, *S)`` or ``(B, *S, 1)``.
       targets: same shape, in ``[0, 1]`` (bool, integer or float).
+      weights: optional per-item weights ``(B,)``, as :func:`cross_entropy`.
 
     Returns:
       Scalar.
     """
-    x = _as_float(logits, "logits", "binary_cross_entropy_with_logits")
+    fn = "binary_cross_entropy_with_logits"
+    x = _as_float(logits, "logits", fn)
     t = jnp.asarray(targets)
-    _same_shape(x, t, ("logits", "targets"), "binary_cross_entropy_with_logits")
+    _same_shape(x, t, ("logits", "targets"), fn)
     t = t.astype(x.dtype)
-    return jnp.mean(jnp.maximum(x, 0.0) - x * t + jnp.log1p(jnp.exp(-jnp.abs(x))))
+    return _mean(jnp.maximum(x, 0.0) - x * t + jnp.log1p(jnp.exp(-jnp.abs(x))), weights, fn)
 
 
 @jax.jit
-def mse(a: jax.Array, b: jax.Array) -> jax.Array:
+def mse(a: jax.Array, b: jax.Array, *, weights: jax.Array | None = None) -> jax.Array:
     """Mean squared error over every element, ``mean((a - b)**2)`` (``torch.nn.MSELoss()``).
 
     Used for SASSNet's SDM regression (``0.3 * mse``) and all of Atlas-ISTN's image and label
@@ -226,6 +268,7 @@ def mse(a: jax.Array, b: jax.Array) -> jax.Array:
     Args:
       a: any shape.
       b: same shape as ``a``.
+      weights: optional per-item weights ``(B,)``, as :func:`cross_entropy`.
 
     Returns:
       Scalar.
@@ -233,11 +276,11 @@ def mse(a: jax.Array, b: jax.Array) -> jax.Array:
     a = _as_float(a, "a", "mse")
     b = jnp.asarray(b)
     _same_shape(a, b, ("a", "b"), "mse")
-    return jnp.mean(jnp.square(a - b.astype(a.dtype)))
+    return _mean(jnp.square(a - b.astype(a.dtype)), weights, "mse")
 
 
 @jax.jit
-def mae(a: jax.Array, b: jax.Array) -> jax.Array:
+def mae(a: jax.Array, b: jax.Array, *, weights: jax.Array | None = None) -> jax.Array:
     """Mean absolute error over every element, ``mean(|a - b|)``.
 
     DTML's L1 regression of the SDM (the reference's ``norm(a - b, 1) / numel(a)``).
@@ -245,6 +288,7 @@ def mae(a: jax.Array, b: jax.Array) -> jax.Array:
     Args:
       a: any shape.
       b: same shape as ``a``.
+      weights: optional per-item weights ``(B,)``, as :func:`cross_entropy`.
 
     Returns:
       Scalar.
@@ -252,7 +296,7 @@ def mae(a: jax.Array, b: jax.Array) -> jax.Array:
     a = _as_float(a, "a", "mae")
     b = jnp.asarray(b)
     _same_shape(a, b, ("a", "b"), "mae")
-    return jnp.mean(jnp.abs(a - b.astype(a.dtype)))
+    return _mean(jnp.abs(a - b.astype(a.dtype)), weights, "mae")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Pieces shared by the V-Net methods of the LA papers (supervised, SASSNet, DTML).
 
 Which items of a batch are supervised is read from ``batch["labelled"]`` (see
-:mod:`jaxseg.data.pipeline`), never from their position: supervised terms are means over the
-labelled items only, computed with per-item weights, so that the same step runs on any batch
-layout and on a batch sharded over several devices.
+:mod:`jaxseg.data.pipeline`), never from their position: supervised terms are the public losses
+of :mod:`jaxseg.losses` with per-item ``weights``, so that the same step runs on any batch layout
+and on a batch sharded over several devices.
 """
 
 from __future__ import annotations
@@ -15,24 +15,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxseg.losses import dice_loss
+from jaxseg import losses
 from jaxseg.nn import VNet
 from jaxseg.train import NetState, create_net_state
-from jaxseg.train.config import scaled
-
-
-def la_sgd(config: Any) -> dict[str, Any]:
-    """The LA papers' V-Net optimizer section: SGD 0.01, momentum 0.9, weight decay 1e-4,
-    x0.1 every 2500 iterations (scaled to ``config.train.steps``, see
-    :func:`jaxseg.train.config.scaled`)."""
-    return {
-        "name": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "decay_every": scaled(config, 2500),
-        "decay_rate": 0.1,
-    }
+from jaxseg.train.optim import make_optimizer, schedule_steps
 
 
 def vnet(config: Any) -> VNet:
@@ -45,14 +31,33 @@ def vnet(config: Any) -> VNet:
     )
 
 
+def optimizer(config: Any, name: str) -> optax.GradientTransformation:
+    """The optimizer of section ``config.optim[name]`` for a run of ``config.train.steps``."""
+    return make_optimizer(config.optim[name], steps=int(config.train.steps))
+
+
+def ramp(config: Any, weight: float) -> Any:
+    """``schedule(step) = weight * sigmoid_rampup(step // d, loss.rampup)`` with the ramp unit
+    ``d`` = ``loss.rampup_divisor`` in ``loss.rampup_divisor_unit`` (iterations, or a fraction
+    of the run: the papers' 150 of 6000 iterations) converted for this run's length."""
+    divisor = schedule_steps(
+        config.loss.rampup_divisor,
+        config.loss.get("rampup_divisor_unit", "iterations"),
+        steps=int(config.train.steps),
+    )
+    return losses.consistency_weight(
+        float(weight), rampup_length=float(config.loss.rampup), step_divisor=max(divisor, 1)
+    )
+
+
 def example_image(config: Any) -> jax.Array:
     """A zero batch of one patch, ``(1, *patch, 1)``, to initialise networks."""
     return jnp.zeros((1, *config.data.patch, 1), jnp.float32)
 
 
-def init_vnet(config: Any, optimizer: optax.GradientTransformation, key: jax.Array) -> NetState:
-    """A fresh V-Net state (parameters initialised as PyTorch's defaults) with ``optimizer``."""
-    return create_net_state(vnet(config), optimizer, key, example_image(config), train=False)
+def init_vnet(config: Any, opt: optax.GradientTransformation, key: jax.Array) -> NetState:
+    """A fresh V-Net state (parameters initialised as PyTorch's defaults) with optimizer ``opt``."""
+    return create_net_state(vnet(config), opt, key, example_image(config), train=False)
 
 
 def apply_train(
@@ -73,35 +78,23 @@ def apply_eval(module: VNet, net: NetState, image: jax.Array) -> dict[str, jax.A
     return module.apply(net.variables, image, train=False)
 
 
-def item_weights(batch: Mapping[str, jax.Array], like: jax.Array) -> jax.Array:
-    """``batch["labelled"]`` as float weights shaped ``(B, 1, ..., 1)`` to broadcast with
-    ``like`` ``(B, *S)``."""
-    w = batch["labelled"].astype(jnp.float32)
-    return w.reshape(w.shape + (1,) * (like.ndim - 1))
-
-
-def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
-    """Mean of ``values`` ``(B, *S)`` over the items with weight 1 (0 if there are none)."""
-    per_item = values[0].size
-    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights) * per_item, 1.0)
-
-
 def supervised_terms(
-    seg_logits: jax.Array, label: jax.Array, weights: jax.Array
+    seg_logits: jax.Array, label: jax.Array, labelled: jax.Array
 ) -> dict[str, jax.Array]:
     """Soft Dice (over all labelled voxels at once, as the reference) and binary cross-entropy
-    of the segmentation logits ``(B, *S)`` against ``label == 1``, on the labelled items."""
+    of the segmentation logits ``(B, *S)`` against ``label == 1``, on the items with
+    ``labelled`` ``(B,)`` true."""
     target = (label == 1).astype(jnp.float32)
-    probs = jax.nn.sigmoid(seg_logits)
-    dice = dice_loss(probs * weights, target * weights)
-    bce = weighted_mean(optax.sigmoid_binary_cross_entropy(seg_logits, target), weights)
+    dice = losses.dice_loss(jax.nn.sigmoid(seg_logits), target, weights=labelled)
+    bce = losses.binary_cross_entropy_with_logits(seg_logits, target, weights=labelled)
     return {"dice": dice, "bce": bce}
 
 
-def hard_dice(seg_logits: jax.Array, label: jax.Array, weights: jax.Array) -> jax.Array:
+def hard_dice(seg_logits: jax.Array, label: jax.Array, labelled: jax.Array) -> jax.Array:
     """Dice of the thresholded prediction on the labelled items (a training metric)."""
-    pred = (seg_logits > 0).astype(jnp.float32) * weights
-    ref = (label == 1).astype(jnp.float32) * weights
+    w = labelled.astype(jnp.float32).reshape((-1,) + (1,) * (label.ndim - 1))
+    pred = (seg_logits > 0).astype(jnp.float32) * w
+    ref = (label == 1).astype(jnp.float32) * w
     return 2 * jnp.sum(pred * ref) / jnp.maximum(jnp.sum(pred) + jnp.sum(ref), 1.0)
 
 
@@ -110,3 +103,26 @@ def predict(config: Any, net: NetState, images: jax.Array) -> dict[str, jax.Arra
     evaluation mode on images ``(B, *S, 1)``."""
     out = apply_eval(vnet(config), net, images)
     return {"prob": jax.nn.sigmoid(out["seg"]), "sdm": out["sdm"].astype(jnp.float32)}
+
+
+def import_weights(
+    config: Any, state: Any, state_dict: Mapping[str, Any], source: str
+) -> dict[str, NetState]:
+    """``state.nets`` with ``"seg"`` replaced by the reference PyTorch V-Net of ``state_dict``
+    (a SASSNet/DTML ``best_model.pth``; :func:`jaxseg.interop.torch.import_state_dict`).
+
+    Raises:
+      ValueError: naming ``source``, when its network is not the config's V-Net.
+    """
+    from jaxseg.interop.torch import import_state_dict
+
+    variables = import_state_dict("vnet", state_dict)
+    seg = state.nets["seg"]
+    expected = jax.tree.map(jnp.shape, seg.params)
+    if jax.tree.map(jnp.shape, variables["params"]) != expected:
+        raise ValueError(
+            f"{source}: the reference V-Net's parameters do not match the network of config "
+            f"{config.method!r} (model.n_filters={config.model.n_filters}; the reference uses 16)"
+        )
+    seg = seg.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
+    return {**state.nets, "seg": seg}

@@ -10,7 +10,8 @@ forward pass of each, as the reference ``train_la_dtml.py``::
     M_s minimises L_seg + w(t) c;  M_d minimises L_sdm + w(t) c
 
 with ``k = 1500`` (``loss.k``) and ``w(t) = 1.0 * sigmoid_rampup(t // 150, 40)``
-(``loss.consistency``, ``loss.rampup``, ``loss.rampup_divisor``). The reference back-propagates
+(``loss.consistency``, ``loss.rampup``, ``loss.rampup_divisor`` with its unit: 150 of the 6000
+iterations, a fraction of the run in the shipped config). The reference back-propagates
 both losses through both networks (``retain_graph=True``; nothing is detached), so each
 network's gradient is that of ``L_seg + L_sdm + 2 w c``; this step differentiates that sum, which
 reproduces the reference update (``loss.consistency_grad_factor = 2``; 1 gives the paper's
@@ -18,7 +19,8 @@ equations read literally, each network seeing ``w c`` once). The reference compu
 between the predicted SDM and the SDM of the label but leaves it out of the loss;
 ``loss.sdm_l1 > 0`` adds it for ``M_d`` (the targets computed in the step with
 :func:`jaxseg.shape.signed_distance_map`). Both networks use ``optim.seg`` (SGD 0.01, momentum
-0.9, weight decay 1e-4, x0.1 every 2500 iterations) with their own optimizer states.
+0.9, weight decay 1e-4, x0.1 after 2500 of the 6000 iterations) with their own optimizer
+states.
 
 Predictions (:func:`predict`): ``eval.output = "seg"`` (default) evaluates ``M_s``'s
 segmentation, ``"sdm"`` the mask ``sigmoid(-k sdm)`` of ``M_d``.
@@ -32,39 +34,26 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.losses import consistency_weight, dice_loss
+from jaxseg.configs import dtml as configs
+from jaxseg.losses import dice_loss, dual_task_consistency, mae
 from jaxseg.methods import _vnet
 from jaxseg.shape import sdm_to_mask, signed_distance_map
 from jaxseg.train import TrainState, create_train_state
-from jaxseg.train.config import base_config, scaled
-from jaxseg.train.optim import make_optimizer
+from jaxseg.train.method import Method
 
-__all__ = ["create_state", "default_config", "make_train_step", "predict"]
+__all__ = ["METHOD", "create_state", "default_config", "make_train_step", "predict"]
 
 
 def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
-    """The config of this method in ``setting`` ("paper", "paper8", "synthetic", "smoke"):
-    :func:`jaxseg.train.config.base_config` with the method's optimizers and loss settings
-    (the reference values; see experiments/dtml/README.md)."""
-    c = base_config(setting)
-    c.method = "dtml"
-    c.optim.seg = _vnet.la_sgd(c)
-    c.loss = {
-        "k": 1500.0,
-        "consistency": 1.0,
-        "rampup": 40.0,
-        "rampup_divisor": scaled(c, 150),
-        "consistency_grad_factor": 2.0,
-        "sdm_l1": 0.0,
-    }
-    c.eval.output = "seg"
-    return c
+    """The shipped config (:mod:`jaxseg.configs.dtml`) in ``setting`` ("paper", "paper8",
+    "synthetic", "smoke")."""
+    return configs.get_config(setting)
 
 
 def create_state(config: Any, key: jax.Array) -> TrainState:
     """``TrainState`` with ``nets = {"seg": V-Net M_s, "sdm": V-Net M_d}``."""
     seg_key, sdm_key, rng = jax.random.split(key, 3)
-    optimizer = make_optimizer(config.optim.seg)
+    optimizer = _vnet.optimizer(config, "seg")
     nets = {
         "seg": _vnet.init_vnet(config, optimizer, seg_key),
         "sdm": _vnet.init_vnet(config, optimizer, sdm_key),
@@ -75,20 +64,15 @@ def create_state(config: Any, key: jax.Array) -> TrainState:
 def make_train_step(config: Any):
     """The pure step ``(state, batch, key) -> (state, metrics)`` updating both networks."""
     module = _vnet.vnet(config)
-    optimizer = make_optimizer(config.optim.seg)
+    optimizer = _vnet.optimizer(config, "seg")
     k = float(config.loss.k)
     factor = float(config.loss.consistency_grad_factor)
     sdm_l1 = float(config.loss.sdm_l1)
-    schedule = consistency_weight(
-        float(config.loss.consistency),
-        rampup_length=float(config.loss.rampup),
-        step_divisor=int(config.loss.rampup_divisor),
-    )
+    schedule = _vnet.ramp(config, config.loss.consistency)
 
     def step(state: TrainState, batch, key):
         nets = state.nets
-        image, label = batch["image"], batch["label"]
-        weights = _vnet.item_weights(batch, label)
+        image, label, labelled = batch["image"], batch["label"], batch["labelled"]
         target = (label == 1).astype(jnp.float32)
         w = schedule(state.step)
         seg_key, sdm_key = jax.random.split(key)
@@ -101,16 +85,13 @@ def make_train_step(config: Any):
                 module, params["sdm"], nets["sdm"], image, sdm_key
             )
             logits, sdm = seg_out["seg"][..., 0], sdm_out["sdm"][..., 0]
-            terms = _vnet.supervised_terms(logits, label, weights)
+            terms = _vnet.supervised_terms(logits, label, labelled)
             loss_seg = 0.5 * (terms["bce"] + terms["dice"])
-            sdm_mask = sdm_to_mask(sdm, k)
-            loss_sdm = dice_loss(sdm_mask * weights, target * weights)
+            loss_sdm = dice_loss(sdm_to_mask(sdm, k), target, weights=labelled)
             if sdm_l1:
                 target_sdm = jax.vmap(signed_distance_map)(target.astype(jnp.int32))
-                loss_sdm = loss_sdm + sdm_l1 * _vnet.weighted_mean(
-                    jnp.abs(sdm - target_sdm), weights
-                )
-            consistency = jnp.mean(jnp.square(sdm_mask - jax.nn.sigmoid(logits)))
+                loss_sdm = loss_sdm + sdm_l1 * mae(sdm, target_sdm, weights=labelled)
+            consistency = dual_task_consistency(sdm, logits, k=k)
             loss = loss_seg + loss_sdm + factor * w * consistency
             metrics = {
                 "loss": loss,
@@ -121,7 +102,7 @@ def make_train_step(config: Any):
                 "loss_sdm_dice": loss_sdm,
                 "consistency": consistency,
                 "consistency_weight": w,
-                "train_dice": _vnet.hard_dice(logits, label, weights),
+                "train_dice": _vnet.hard_dice(logits, label, labelled),
             }
             return loss, ({"seg": seg_stats, "sdm": sdm_stats}, metrics)
 
@@ -147,3 +128,14 @@ def predict(config: Any, nets: dict, images: jax.Array) -> dict[str, jax.Array]:
     sdm = _vnet.predict(config, nets["sdm"], images)["sdm"]
     prob = seg["prob"] if output == "seg" else sdm_to_mask(sdm, float(config.loss.k))
     return {"prob": prob, "sdm": sdm}
+
+
+METHOD = Method(
+    name="dtml",
+    settings=configs.SETTINGS,
+    default_config=default_config,
+    create_state=create_state,
+    make_train_step=make_train_step,
+    predict=predict,
+    import_weights=_vnet.import_weights,
+)

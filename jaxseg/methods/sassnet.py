@@ -6,13 +6,14 @@ whether they come from a labelled (class 1) or an unlabelled (class 0) volume.
 
 One training step, as the reference ``train_gan_sdfloss.py``:
 
-1. **Segmenter** (``optim.seg``: SGD 0.01, momentum 0.9, weight decay 1e-4, x0.1 every 2500
-   iterations), the discriminator held fixed in evaluation mode, loss (paper eq. 6)::
+1. **Segmenter** (``optim.seg``: SGD 0.01, momentum 0.9, weight decay 1e-4, x0.1 after 2500 of
+   the 6000 iterations), the discriminator held fixed in evaluation mode, loss (paper eq. 6)::
 
        L_G = Dice(sigmoid(seg), y)_lab + beta * MSE(sdm, SDM(y))_lab + w(t) * CE(D(sdm_u, x_u), 1)
 
    with ``beta = 0.3`` (``loss.beta``) and ``w(t) = 0.01 * sigmoid_rampup(t // 150, 40)``
-   (``loss.adv_weight``, ``loss.rampup``, ``loss.rampup_divisor``). The SDM targets are computed
+   (``loss.adv_weight``, ``loss.rampup``, ``loss.rampup_divisor`` with its unit: 150 of the
+   6000 iterations, a fraction of the run in the shipped config). The SDM targets are computed
    in the step with :func:`jaxseg.shape.signed_distance_map` (the reference's ``compute_sdf``:
    normalised, negative inside, 0 on the boundary). The reference logs a BCE term but leaves it
    out of the loss; so does this step (``loss.bce`` > 0 adds it).
@@ -33,15 +34,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.losses import adversarial_loss, consistency_weight, cross_entropy
+from jaxseg.configs import sassnet as configs
+from jaxseg.losses import adversarial_loss, cross_entropy, mse
 from jaxseg.methods import _vnet
 from jaxseg.nn import Discriminator3D
 from jaxseg.shape import signed_distance_map
 from jaxseg.train import TrainState, create_net_state, create_train_state
-from jaxseg.train.config import base_config, scaled
-from jaxseg.train.optim import make_optimizer
+from jaxseg.train.method import Method
 
-__all__ = ["create_state", "default_config", "make_train_step", "make_updates", "predict"]
+__all__ = ["METHOD", "create_state", "default_config", "make_train_step", "make_updates", "predict"]
 
 
 def _discriminator(config: Any) -> Discriminator3D:
@@ -49,32 +50,19 @@ def _discriminator(config: Any) -> Discriminator3D:
 
 
 def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
-    """The config of this method in ``setting`` ("paper", "paper8", "synthetic", "smoke"):
-    :func:`jaxseg.train.config.base_config` with the method's optimizers and loss settings
-    (the reference values; see experiments/sassnet/README.md)."""
-    c = base_config(setting)
-    c.method = "sassnet"
-    c.model.disc_filters = 64 if setting.startswith("paper") else 16
-    c.optim.seg = _vnet.la_sgd(c)
-    c.optim.disc = {"name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.99}
-    c.loss = {
-        "beta": 0.3,
-        "adv_weight": 0.01,
-        "rampup": 40.0,
-        "rampup_divisor": scaled(c, 150),
-        "bce": 0.0,
-    }
-    return c
+    """The shipped config (:mod:`jaxseg.configs.sassnet`) in ``setting`` ("paper", "paper8",
+    "synthetic", "smoke")."""
+    return configs.get_config(setting)
 
 
 def create_state(config: Any, key: jax.Array) -> TrainState:
     """``TrainState`` with ``nets = {"seg": V-Net, "disc": Discriminator3D}``."""
     seg_key, disc_key, rng = jax.random.split(key, 3)
-    seg = _vnet.init_vnet(config, make_optimizer(config.optim.seg), seg_key)
+    seg = _vnet.init_vnet(config, _vnet.optimizer(config, "seg"), seg_key)
     image = _vnet.example_image(config)
     disc = create_net_state(
         _discriminator(config),
-        make_optimizer(config.optim.disc),
+        _vnet.optimizer(config, "disc"),
         disc_key,
         image,
         image,
@@ -101,31 +89,26 @@ def make_updates(config: Any):
     """``(update_generator, update_discriminator)``, the two halves of :func:`make_train_step`,
     each ``(state, batch, key) -> (state, metrics)`` and touching only its own network."""
     seg_module, disc_module = _vnet.vnet(config), _discriminator(config)
-    seg_opt, disc_opt = make_optimizer(config.optim.seg), make_optimizer(config.optim.disc)
+    seg_opt, disc_opt = _vnet.optimizer(config, "seg"), _vnet.optimizer(config, "disc")
     beta, bce_weight = float(config.loss.beta), float(config.loss.get("bce", 0.0))
-    adv_schedule = consistency_weight(
-        float(config.loss.adv_weight),
-        rampup_length=float(config.loss.rampup),
-        step_divisor=int(config.loss.rampup_divisor),
-    )
+    adv_schedule = _vnet.ramp(config, config.loss.adv_weight)
 
     def update_generator(state: TrainState, batch, key):
         seg, disc = state.nets["seg"], state.nets["disc"]
-        image, label = batch["image"], batch["label"]
-        weights = _vnet.item_weights(batch, label)
-        unlabelled = 1.0 - batch["labelled"].astype(jnp.float32)
+        image, label, labelled = batch["image"], batch["label"], batch["labelled"]
+        unlabelled = jnp.logical_not(labelled)
         target_sdm = jax.vmap(signed_distance_map)((label == 1).astype(jnp.int32))
         w_adv = adv_schedule(state.step)
 
         def generator_loss(params):
             out, batch_stats = _vnet.apply_train(seg_module, params, seg, image, key)
             logits, sdm = out["seg"][..., 0], out["sdm"][..., 0]
-            terms = _vnet.supervised_terms(logits, label, weights)
-            sdm_mse = _vnet.weighted_mean(jnp.square(sdm - target_sdm), weights)
+            terms = _vnet.supervised_terms(logits, label, labelled)
+            sdm_mse = mse(sdm, target_sdm, weights=labelled)
             d_logits = disc_module.apply(disc.variables, out["sdm"], image, train=False)["logits"]
             # Every unlabelled item should look labelled (class 1) to the discriminator.
-            adv_per_item = jax.vmap(cross_entropy)(d_logits, jnp.ones_like(unlabelled, jnp.int32))
-            adv = jnp.sum(adv_per_item * unlabelled) / jnp.maximum(jnp.sum(unlabelled), 1.0)
+            ones = jnp.ones(d_logits.shape[:1], jnp.int32)
+            adv = cross_entropy(d_logits, ones, weights=unlabelled)
             loss = terms["dice"] + beta * sdm_mse + w_adv * adv + bce_weight * terms["bce"]
             metrics = {
                 "loss": loss,
@@ -134,7 +117,7 @@ def make_updates(config: Any):
                 "loss_sdm": sdm_mse,
                 "loss_adv": adv,
                 "adv_weight": w_adv,
-                "train_dice": _vnet.hard_dice(logits, label, weights),
+                "train_dice": _vnet.hard_dice(logits, label, labelled),
             }
             return loss, (batch_stats, metrics)
 
@@ -165,3 +148,14 @@ def make_updates(config: Any):
 def predict(config: Any, nets: dict, images: jax.Array) -> dict[str, jax.Array]:
     """``{"prob": sigmoid(seg) (B, *S, 1), "sdm": (B, *S, 1)}`` of images ``(B, *S, 1)``."""
     return _vnet.predict(config, nets["seg"], images)
+
+
+METHOD = Method(
+    name="sassnet",
+    settings=configs.SETTINGS,
+    default_config=default_config,
+    create_state=create_state,
+    make_train_step=make_train_step,
+    predict=predict,
+    import_weights=_vnet.import_weights,
+)

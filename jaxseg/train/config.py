@@ -1,113 +1,110 @@
-"""Experiment configs: the shared base, its settings, loading from files and ``--set`` overrides.
+"""Experiment configs: the engine's base, loading from files or shipped names, ``--set``.
 
 An experiment config is a Python file with ``get_config(setting)`` returning an
-``ml_collections.ConfigDict``; the files under ``experiments/<method>/configs/`` start from
-:func:`base_config` and override what their method needs. The sections of the base:
+``ml_collections.ConfigDict``. The configs shipped with jaxseg live in :mod:`jaxseg.configs`
+(``jaxseg configs`` lists them) and start from :func:`base_config`, which holds every key the
+engine reads, with neutral defaults:
 
 ``method``
-    the method module of :mod:`jaxseg.methods` ("supervised", "sassnet", "dtml").
+    the name of a registered method (:func:`jaxseg.methods.get_method`).
 ``seed``
     seed of the parameters, the step keys and the input pipeline.
 ``data``
-    ``source`` "la_h5" (the UA-MT ``mri_norm2.h5`` files under ``root``, split by the shipped
-    LA lists: the first ``labelled`` train ids are labelled, the next ``unlabelled`` (-1: all the
-    rest) unlabelled, and the 20 test ids are the test set) or "synthetic" (LA-like phantoms of
-    :func:`jaxseg.data.synthetic.la_like` generated in memory: ``synthetic.train`` training cases
-    of which the first ``labelled`` are labelled, ``synthetic.val`` validation and
-    ``synthetic.test`` test cases, from disjoint seed ranges). ``val`` (la_h5 only) holds out the
-    last ``val`` unlabelled train ids for validation. ``patch``, ``labelled_batch`` and
-    ``unlabelled_batch`` shape the two-stream batches; ``num_workers`` (-1: automatic) the loader.
-``model``
-    V-Net settings (``n_filters``, ``normalization``, ``has_dropout``).
+    the data source and split (:mod:`jaxseg.data.sources`: ``source``, ``root``, ``labelled``,
+    ``unlabelled``, ``val``, ``test``, ``split_seed``, ``split_file``, ``labels``, ``spacing``,
+    ``intensity``, ``clip``, ``synthetic``), and the batches: ``patch``, ``labelled_batch``,
+    ``unlabelled_batch`` (two-stream batches, :mod:`jaxseg.data.pipeline`), ``augment``,
+    ``num_workers`` (-1: automatic).
+``model``, ``loss``
+    the method's network and loss settings.
 ``optim``
-    one optimizer section per network (see :mod:`jaxseg.train.optim`).
+    one optimizer section per network (:mod:`jaxseg.train.optim`); each is logged as
+    ``lr_<section>``.
 ``train``
     ``steps`` (total iterations), ``checkpoint_every``, ``log_every``, ``eval_every`` (0: no
     validation during training), ``max_to_keep``, ``tensorboard`` (also write TensorBoard
     events; needs ``tensorboardX``).
 ``eval``
-    the test protocol: sliding window ``patch``/``stride``/``batch_size``, ``threshold``,
-    ``largest_component``, the ``checkpoint`` evaluated ("last" as the reference code, or "best"
-    by validation Dice), ``empty`` (value of a distance metric with an empty mask: "nan" or a
-    number) and ``num_figures``.
+    the test protocol: sliding window ``patch``/``stride``/``batch_size``/``blend`` ("mean" or
+    "gaussian"), ``threshold``, ``largest_component``, the ``checkpoint`` evaluated ("last", or
+    "best" by validation Dice), ``empty`` (value of a distance metric with an empty mask: "nan"
+    or a number) and ``num_figures``.
 
-Settings: ``paper`` (LA, 16 labelled of 80, 6000 iterations, batch 2 + 2, patch 112x112x80,
-stride 18x18x4), ``paper8`` (the same with 8 labelled), ``synthetic`` (LA-like phantoms at
-64x64x48, 4 labelled and 12 unlabelled training cases, 500 iterations; meaningful on a CPU in a
-few minutes) and ``smoke`` (tiny volumes and network, a handful of steps: about a minute on two
-CPU cores, for tests and a first look).
+Schedule lengths (learning-rate decay, loss ramp-ups) are stored with a ``<key>_unit`` sibling,
+"iterations" or "run" (a fraction of ``train.steps``), and converted into iterations only when a
+method builds its optimizers and step from the final config
+(:func:`jaxseg.train.optim.schedule_steps`), so ``--set train.steps=N`` rescales them.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
-__all__ = ["PAPER_STEPS", "SETTINGS", "apply_overrides", "base_config", "load_config", "scaled"]
-
-SETTINGS = ("paper", "paper8", "synthetic", "smoke")
-
-#: Iterations of the LA papers' runs; schedules given in iterations are scaled to other lengths.
-PAPER_STEPS = 6000
-
-
-def scaled(config: ml_collections.ConfigDict, iterations: int) -> int:
-    """``iterations`` of a 6000-iteration paper schedule scaled to ``config.train.steps``
-    (at least 1): e.g. the x0.1 learning-rate step every 2500 iterations, or the 150-iteration
-    unit of the consistency ramp-up, for shorter runs."""
-    return max(1, round(iterations * config.train.steps / PAPER_STEPS))
+__all__ = [
+    "apply_overrides",
+    "base_config",
+    "config_diff",
+    "config_to_dict",
+    "load_config",
+    "shipped_configs",
+]
 
 
-def base_config(setting: str = "paper") -> ml_collections.ConfigDict:
-    """The shared base config in ``setting`` (one of :data:`SETTINGS`); see the module docstring."""
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown setting {setting!r}; expected one of {list(SETTINGS)}")
+def base_config() -> ml_collections.ConfigDict:
+    """Every key the engine reads, with neutral defaults (see the module docstring)."""
     c = ml_collections.ConfigDict()
     c.method = ""
-    c.seed = 1337  # the reference scripts' seed
+    c.seed = 0
     c.data = ml_collections.ConfigDict(
         {
-            "source": "la_h5",
+            "source": "",
             "root": "",
-            "labelled": 16,
-            "unlabelled": -1,
+            "labelled": -1,
+            "unlabelled": 0,
             "val": 0,
-            "patch": (112, 112, 80),
+            "test": -1,
+            "split_seed": 0,
+            "split_file": "",
+            "labels": (),
+            "spacing": (),
+            "intensity": "keep",
+            "clip": (),
+            "synthetic": {"family": "", "train": 0, "val": 0, "test": 0, "shape": (), "spacing": ()},
+            "patch": (),
             "labelled_batch": 2,
-            "unlabelled_batch": 2,
+            "unlabelled_batch": 0,
+            "augment": True,
             "num_workers": -1,
-            "synthetic": {
-                "train": 80,
-                "val": 0,
-                "test": 20,
-                "shape": (112, 112, 80),
-                "spacing": (0.625, 0.625, 0.625),
-            },
         }
     )
-    c.model = ml_collections.ConfigDict(
-        {"n_filters": 16, "normalization": "batchnorm", "has_dropout": True}
-    )
+    c.model = ml_collections.ConfigDict()
     c.optim = ml_collections.ConfigDict()
+    c.loss = ml_collections.ConfigDict()
     c.train = ml_collections.ConfigDict(
         {
-            "steps": 6000,
+            "steps": 1000,
             "checkpoint_every": 1000,
             "log_every": 10,
             "eval_every": 0,
             "max_to_keep": 3,
+            "tensorboard": False,
         }
     )
     c.eval = ml_collections.ConfigDict(
         {
-            "patch": (112, 112, 80),
-            "stride": (18, 18, 4),
+            "patch": (),
+            "stride": (),
             "batch_size": 1,
+            "blend": "mean",
             "threshold": 0.5,
             "largest_component": False,
             "checkpoint": "last",
@@ -115,50 +112,57 @@ def base_config(setting: str = "paper") -> ml_collections.ConfigDict:
             "num_figures": 4,
         }
     )
-    if setting == "paper8":
-        c.data.labelled = 8
-    elif setting in ("synthetic", "smoke"):
-        c.data.source = "synthetic"
-        c.data.labelled = 4
-        c.data.synthetic.update(train=16, val=4, test=8, shape=(64, 64, 48), spacing=(1.1,) * 3)
-        c.data.patch = (48, 48, 32)
-        c.model.n_filters = 8
-        c.train.update(steps=500, checkpoint_every=250, log_every=10, eval_every=250)
-        c.eval.update(patch=(48, 48, 32), stride=(8, 8, 8), batch_size=4, checkpoint="best")
-    if setting == "smoke":
-        c.data.labelled = 2
-        c.data.synthetic.update(train=4, val=1, test=2, shape=(32, 32, 32), spacing=(2.2,) * 3)
-        c.data.patch = (32, 32, 16)
-        c.model.n_filters = 4
-        c.train.update(steps=6, checkpoint_every=3, log_every=1, eval_every=3)
-        c.eval.update(patch=(32, 32, 16), stride=(16, 16, 8), batch_size=2, num_figures=1)
     return c
+
+
+def shipped_configs() -> dict[str, str]:
+    """``{name: first line of its docstring}`` of the configs shipped in :mod:`jaxseg.configs`."""
+    package = importlib.import_module("jaxseg.configs")
+    out = {}
+    for name in package.NAMES:
+        module = importlib.import_module(f"jaxseg.configs.{name}")
+        out[name] = (module.__doc__ or "").strip().splitlines()[0]
+    return out
+
+
+def _config_module(spec: str):
+    """The module of a config file path or of a shipped name."""
+    path = Path(spec)
+    if path.suffix == ".py" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        module_spec = importlib.util.spec_from_file_location(f"_jaxseg_config_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    names = shipped_configs()
+    if spec not in names:
+        raise FileNotFoundError(
+            f"{spec}: neither a config file nor a shipped config (shipped: {sorted(names)})"
+        )
+    return importlib.import_module(f"jaxseg.configs.{spec}")
 
 
 def load_config(
     spec: str | os.PathLike, overrides: Sequence[str] = ()
 ) -> ml_collections.ConfigDict:
-    """The config of ``spec`` = ``FILE.py[:setting]`` with ``overrides`` applied.
+    """The config of ``spec`` = ``FILE.py[:setting]`` or ``NAME[:setting]`` (a config shipped
+    in :mod:`jaxseg.configs`, e.g. ``sassnet:paper``) with ``overrides`` applied.
 
-    ``FILE.py`` must define ``get_config(setting)``; without ``:setting`` it is called with no
+    The module must define ``get_config(setting)``; without ``:setting`` it is called with no
     argument (its default setting). ``overrides`` are ``key=value`` strings, see
     :func:`apply_overrides`.
 
     Raises:
-      FileNotFoundError: if the file does not exist.
-      ValueError: if the file has no ``get_config`` or an override is malformed or names an
-        unknown key.
+      FileNotFoundError: if there is no such file or shipped config.
+      ValueError: if the file has no ``get_config``, the setting is unknown, or an override is
+        malformed or names an unknown key.
     """
     spec = os.fspath(spec)
     path, setting = spec, None
     if ":" in spec and not Path(spec).exists():
         path, setting = spec.rsplit(":", 1)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
-    module_spec = importlib.util.spec_from_file_location(f"_jaxseg_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = _config_module(path)
     if not hasattr(module, "get_config"):
         raise ValueError(f"{path}: a config file must define get_config(setting)")
     config = module.get_config() if setting is None else module.get_config(setting)
@@ -205,3 +209,34 @@ def apply_overrides(
         except TypeError as err:
             raise ValueError(f"override {item!r}: {err}") from None
     return config
+
+
+def config_to_dict(config: Any) -> Any:
+    """``config`` (a ConfigDict or mapping) as plain JSON data: dicts, lists, numbers, strings
+    (anything else as its ``repr``), what ``config.json`` holds."""
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    if isinstance(config, Mapping):
+        return {str(k): config_to_dict(v) for k, v in config.items()}
+    if isinstance(config, list | tuple):
+        return [config_to_dict(v) for v in config]
+    if config is None or isinstance(config, bool | int | float | str):
+        return config
+    return repr(config)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def config_diff(a: Any, b: Any, *, ignore: Sequence[str] = ()) -> list[str]:
+    """The dotted keys whose values differ between two configs (or ``config.json`` contents),
+    keys present in only one included, ``ignore`` left out; sorted."""
+    flat_a, flat_b = (_flatten(json.loads(json.dumps(config_to_dict(c)))) for c in (a, b))
+    keys = set(flat_a) | set(flat_b)
+    return sorted(k for k in keys if k not in ignore and flat_a.get(k, ...) != flat_b.get(k, ...))

@@ -1,9 +1,17 @@
 """Run an experiment from its config: data, state, training, evaluation, prediction.
 
-This is what ``jaxseg train``, ``jaxseg evaluate`` and ``jaxseg predict`` call. It is generic:
-the method is passed in as a module (see :mod:`jaxseg.methods`) providing ``create_state``,
-``make_train_step`` and ``predict``; the config layout is that of
-:func:`jaxseg.train.config.base_config`.
+This is what ``jaxseg train``, ``jaxseg evaluate`` and ``jaxseg predict`` call. It is generic: it
+takes a :class:`jaxseg.train.method.Method` and a config of the layout of
+:func:`jaxseg.train.config.base_config`, reads the data through the source registry
+(:func:`jaxseg.data.sources.load_split`) and calls only the method's interface.
+
+Run directory (see also :func:`jaxseg.train.train`): ``config.json`` (the config trained with),
+``split.json`` (the case ids of every part of the data, reused by ``evaluate`` and ``predict``
+and when the run resumes), ``metrics.jsonl``, ``checkpoints/``, ``eval/``, ``figures/``. A run
+directory belongs to one config: training again in it with a config that differs in anything
+but ``train.steps`` is refused (:class:`RunDirectoryError`) before anything is written; a larger
+``train.steps`` extends the finished run (schedules given as fractions of the run then follow the
+new length from the resume point on).
 
 Data parallelism: the state is replicated and every batch sharded along the ``data`` axis of a
 mesh of all visible devices (:func:`~jaxseg.train.make_mesh`), so the same config runs on one or
@@ -11,11 +19,10 @@ several devices with the same global batch; the batch size must be divisible by 
 devices.
 
 Protocol choices (documented in experiments/README.md): the evaluated output is the method's
-``predict`` ``prob`` (the segmentation head for SASSNet and DTML, as their test scripts);
-foreground is ``prob > eval.threshold``; ``eval.largest_component`` is the papers' "NMS";
-``eval.checkpoint`` picks the last checkpoint (the reference evaluates the final iteration) or the
-best by validation Dice; distance metrics of an empty mask are ``eval.empty`` ("nan" and counted
-in ``empty``, or a number).
+``predict`` ``prob``; foreground is ``prob > eval.threshold`` (one channel) or the argmax;
+``eval.largest_component`` is the papers' "NMS"; ``eval.checkpoint`` picks the last checkpoint
+or the best by validation Dice (``val/dice``); distance metrics of an empty mask are
+``eval.empty`` ("nan" and counted in ``empty``, or a number).
 """
 
 from __future__ import annotations
@@ -23,28 +30,32 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from jaxseg.data import synthetic
 from jaxseg.data.case import Case
-from jaxseg.data.la_h5 import la_partition, la_split, load_la_case
 from jaxseg.data.pipeline import loader_options, semi_supervised_dataset
+from jaxseg.data.sources import Split, load_split
 from jaxseg.train.checkpoint import Checkpointer, CheckpointError
-from jaxseg.train.evaluate import evaluate, predict_volume
+from jaxseg.train.config import config_diff
+from jaxseg.train.evaluate import evaluate, json_safe, predict_volume
 from jaxseg.train.logging import plot_curves, write_json_atomic
 from jaxseg.train.loop import train
+from jaxseg.train.method import Method
+from jaxseg.train.optim import learning_rate
 from jaxseg.train.state import device_put_batch, make_mesh, replicate
 
 __all__ = [
+    "BEST_METRIC",
+    "RunDirectoryError",
+    "check_run_directory",
     "evaluate_run",
-    "load_cases",
+    "load_data",
     "load_run_config",
     "predict_case",
     "restore_state",
@@ -52,90 +63,113 @@ __all__ = [
     "run_seeds",
 ]
 
-# Seeds of the synthetic validation and test cases: disjoint from the training seeds.
-_SYNTHETIC_SEEDS = {"train": 0, "val": 10_000, "test": 20_000}
+#: The validation metric that ranks checkpoints for ``eval.checkpoint = "best"``.
+BEST_METRIC = "val/dice"
 
 
-class _LazyCases(Sequence):
-    """LA cases read from disk when indexed (the pipeline holds no volume it is not using)."""
+class RunDirectoryError(ValueError):
+    """A run directory that holds another experiment (its ``config.json`` differs)."""
 
-    def __init__(self, root: str, ids: Sequence[str], with_label: bool = True):
-        self.root, self.ids, self.with_label = root, list(ids), with_label
+
+class _Prepared(Sequence):
+    """``cases`` with ``fn`` applied on access, each result kept (a method's preparation may be
+    costly and the pipeline reads every case many times)."""
+
+    def __init__(self, cases: Sequence[Case], fn):
+        self._cases, self._fn, self._done = cases, fn, {}
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._cases)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return _LazyCases(self.root, self.ids[index], self.with_label)
-        return load_la_case(self.root, self.ids[index], with_label=self.with_label)
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index not in self._done:
+            self._done[index] = self._fn(self._cases[index])
+        return self._done[index]
 
 
-def load_cases(config: Any) -> dict[str, Sequence[Case]]:
-    """``{"labelled", "unlabelled", "val", "test"}`` case sequences of ``config.data``.
+def load_data(method: Method, config: Any, *, ids: Mapping[str, Any] | None = None) -> Split:
+    """The :class:`~jaxseg.data.sources.Split` of ``config.data`` (``ids``: a fixed split, e.g.
+    a run's ``split.json``), every case passed through ``method.prepare_case``."""
+    split = load_split(config.data, ids=ids)
+    if method.prepare_case is Method.prepare_case:
+        return split
+    prepare = functools.partial(method.prepare_case, config)
+    return Split(
+        labelled=_Prepared(split.labelled, prepare),
+        unlabelled=_Prepared(split.unlabelled, prepare),
+        val=_Prepared(split.val, prepare),
+        test_sets={name: _Prepared(cases, prepare) for name, cases in split.test_sets.items()},
+    )
+
+
+def _run_split_ids(workdir: Path) -> dict[str, Any] | None:
+    path = workdir / "split.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunDirectoryError(f"{path}: unreadable split file ({err})") from err
+
+
+def check_run_directory(workdir: str | os.PathLike, config: Any) -> None:
+    """Refuse to train ``config`` in a run directory of another config.
 
     Raises:
-      ValueError: for an unknown ``data.source``, a missing ``data.root`` or counts out of range.
+      RunDirectoryError: if ``<workdir>/config.json`` exists and differs from ``config`` in
+        anything but ``train.steps`` (the message lists the keys), or cannot be read.
     """
-    data = config.data
-    if data.source == "synthetic":
-        s = data.synthetic
-        kwargs = {"shape": tuple(s.shape), "spacing": tuple(s.spacing)}
-        if not 0 < data.labelled <= s.train:
-            raise ValueError(f"data.labelled must be in [1, {s.train}], got {data.labelled}")
-        train_cases = synthetic.dataset(
-            "la_like", s.train, seed=_SYNTHETIC_SEEDS["train"], **kwargs
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        return
+    try:
+        existing = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunDirectoryError(f"{path}: unreadable run config ({err})") from err
+    keys = config_diff(existing, config, ignore=("train.steps",))
+    if keys:
+        raise RunDirectoryError(
+            f"{path.parent}: the run directory holds a run of another config (differing: "
+            f"{', '.join(keys)}); use another --workdir, or the run's own settings (only "
+            "train.steps may change, to extend it)"
         )
-        rest = train_cases[data.labelled :]
-        unlabelled = rest if data.unlabelled < 0 else rest[: data.unlabelled]
-        return {
-            "labelled": train_cases[: data.labelled],
-            "unlabelled": unlabelled,
-            "val": synthetic.dataset("la_like", s.val, seed=_SYNTHETIC_SEEDS["val"], **kwargs),
-            "test": synthetic.dataset("la_like", s.test, seed=_SYNTHETIC_SEEDS["test"], **kwargs),
-        }
-    if data.source != "la_h5":
-        raise ValueError(f"data.source must be 'la_h5' or 'synthetic', got {data.source!r}")
-    if not data.root:
-        raise ValueError("data.root must name the LA data folder (set it with --set data.root=DIR)")
-    if not Path(data.root).is_dir():
-        raise ValueError(f"{data.root}: LA data folder not found")
-    labelled, rest = la_partition(int(data.labelled))
-    val = rest[len(rest) - data.val :] if data.val > 0 else []
-    rest = rest[: len(rest) - len(val)]
-    unlabelled = rest if data.unlabelled < 0 else rest[: data.unlabelled]
-    return {
-        "labelled": _LazyCases(data.root, labelled),
-        "unlabelled": _LazyCases(data.root, unlabelled),
-        "val": _LazyCases(data.root, val),
-        "test": _LazyCases(data.root, la_split("test")),
-    }
 
 
 def _empty_policy(value: Any) -> str | float:
     return "nan" if str(value).lower() == "nan" else float(value)
 
 
-def _apply_fn(method: ModuleType, config: Any, output: str = "prob"):
+def _apply_fn(method: Method, config: Any, output: str = "prob"):
     def apply_fn(nets, images):
         return method.predict(config, nets, images)[output]
 
     return apply_fn
 
 
-def _eval_kwargs(config: Any) -> dict[str, Any]:
+def _window(config: Any) -> dict[str, Any]:
     e = config.eval
     return {
         "patch": tuple(e.patch),
         "stride": tuple(e.stride),
         "batch_size": int(e.batch_size),
+        "blend": str(e.get("blend", "mean")),
+    }
+
+
+def _eval_kwargs(config: Any) -> dict[str, Any]:
+    e = config.eval
+    return {
+        **_window(config),
         "threshold": float(e.threshold),
         "largest_component": bool(e.largest_component),
         "empty": _empty_policy(e.empty),
     }
 
 
-def _abstract_state(method: ModuleType, config: Any, mesh) -> Any:
+def _abstract_state(method: Method, config: Any, mesh) -> Any:
     """Shapes, dtypes and (replicated) shardings of the method's state, without computing it."""
     shapes = jax.eval_shape(functools.partial(method.create_state, config), jax.random.key(0))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -144,50 +178,62 @@ def _abstract_state(method: ModuleType, config: Any, mesh) -> Any:
     )
 
 
+def _schedules(config: Any) -> dict[str, Any]:
+    """``{"lr_<section>": schedule}`` of every optimizer section of the config."""
+    steps = int(config.train.steps)
+    return {
+        f"lr_{name}": learning_rate(section, steps=steps)
+        for name, section in config.get("optim", {}).items()
+    }
+
+
 def run_experiment(
-    method: ModuleType, config: Any, workdir: str | os.PathLike, *, progress: bool | None = None
+    method: Method, config: Any, workdir: str | os.PathLike, *, progress: bool | None = None
 ) -> dict[str, Any]:
     """Train ``method`` as ``config`` says in ``workdir`` (resuming if it holds checkpoints),
-    then evaluate it on the test cases (:func:`evaluate_run`). Returns the evaluation result.
+    then evaluate it on the test sets (:func:`evaluate_run`). Returns the evaluation result.
 
     With validation cases and ``train.eval_every > 0`` the validation Dice is logged as
     ``val/dice``, decides the best checkpoint, and each validation writes its metrics and
-    prediction figures to ``<workdir>/val/<step>/``."""
+    prediction figures to ``<workdir>/val/<step>/``. Every optimizer's learning rate is logged
+    as ``lr_<section>``.
+
+    Raises:
+      RunDirectoryError: ``workdir`` holds a run of another config (nothing is written).
+      ValueError, DataError: bad settings or data (raised before anything is written).
+    """
     workdir = Path(workdir)
-    cases = getattr(method, "load_cases", load_cases)(config)
+    check_run_directory(workdir, config)
+    split = load_data(method, config, ids=_run_split_ids(workdir))
     mesh = make_mesh()
     devices = mesh.shape["data"]
-    batch = config.data.labelled_batch + (
-        config.data.unlabelled_batch if cases["unlabelled"] else 0
-    )
+    batch = config.data.labelled_batch + (config.data.unlabelled_batch if split.unlabelled else 0)
     if batch % devices:
         raise ValueError(
             f"the batch of {batch} items cannot be split over {devices} devices; change "
             "data.labelled_batch/data.unlabelled_batch or the visible devices"
         )
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / "split.json").exists():
+        write_json_atomic(workdir / "split.json", split.ids())
     state = jax.jit(functools.partial(method.create_state, config))(
         jax.random.key(int(config.seed))
     )
-    state = replicate(state, mesh)
-    hooks = []
-    if hasattr(method, "prepare"):
-        state, hooks = method.prepare(config, state, cases, workdir)
+    state, hooks = method.prepare(config, replicate(state, mesh), split, workdir)
     workers = int(config.data.num_workers)
-    options = loader_options() if workers < 0 else loader_options(num_workers=workers)
     dataset = semi_supervised_dataset(
-        cases["labelled"],
-        cases["unlabelled"],
+        split.labelled,
+        split.unlabelled,
         patch=tuple(config.data.patch),
         labelled_batch=int(config.data.labelled_batch),
         unlabelled_batch=int(config.data.unlabelled_batch),
         seed=int(config.seed),
-        transforms=None if config.data.get("augment", True) else (),
-        options=options,
+        transforms=None if config.data.augment else (),
+        options=loader_options() if workers < 0 else loader_options(num_workers=workers),
     )
     eval_fn, eval_every, best_metric = None, None, None
-    if cases["val"] and config.train.eval_every > 0:
-        apply_fn = _apply_fn(method, config)
-        kwargs = _eval_kwargs(config)
+    if split.val and config.train.eval_every > 0:
+        apply_fn, kwargs = _apply_fn(method, config), _eval_kwargs(config)
 
         def eval_fn(state):
             # Metrics and figures of every validation go to <workdir>/val/<step>/.
@@ -195,15 +241,15 @@ def run_experiment(
             result = evaluate(
                 apply_fn,
                 state.nets,
-                cases["val"],
+                split.val,
                 **kwargs,
                 out_dir=out_dir,
                 num_figures=int(config.eval.num_figures),
                 progress=False,
             )
-            return {"val/dice": result["mean"]["dice"]}
+            return {BEST_METRIC: result["mean"]["dice"]}
 
-        eval_every, best_metric = int(config.train.eval_every), "val/dice"
+        eval_every, best_metric = int(config.train.eval_every), BEST_METRIC
     checkpointer = Checkpointer(
         workdir / "checkpoints",
         max_to_keep=int(config.train.max_to_keep),
@@ -225,13 +271,13 @@ def run_experiment(
             config=config,
             put_batch=functools.partial(device_put_batch, mesh=mesh),
             progress=progress,
-            tensorboard=bool(config.train.get("tensorboard", False)),
+            tensorboard=bool(config.train.tensorboard),
+            schedules=_schedules(config),
         )
     finally:
         checkpointer.close()
     plot_curves(workdir)
-    test = cases.get("test_sets", cases["test"])
-    return evaluate_run(method, config, workdir, cases=test, progress=progress)
+    return evaluate_run(method, config, workdir, test_sets=split.test_sets, progress=progress)
 
 
 def load_run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
@@ -248,11 +294,12 @@ def load_run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
 
 
 def restore_state(
-    method: ModuleType, config: Any, workdir: str | os.PathLike, which: str = "last"
+    method: Method, config: Any, workdir: str | os.PathLike, which: str = "last"
 ) -> tuple[Any, int]:
     """``(state, step)`` of the ``which`` ("last" or "best") checkpoint of a run directory.
 
-    "best" falls back to the last checkpoint when the run kept no validation metric.
+    "best" is the checkpoint of the best validation Dice (:data:`BEST_METRIC`); it falls back to
+    the last checkpoint when the run kept no validation metric.
 
     Raises:
       CheckpointError: if there is no checkpoint.
@@ -261,35 +308,40 @@ def restore_state(
     if which not in ("last", "best"):
         raise ValueError(f"eval.checkpoint must be 'last' or 'best', got {which!r}")
     mesh = make_mesh()
-    with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
+    best_metric = BEST_METRIC if which == "best" else None
+    directory = Path(workdir) / "checkpoints"
+    with Checkpointer(directory, best_metric=best_metric) as checkpointer:
         steps = checkpointer.all_steps()
         if not steps:
             raise CheckpointError(f"no checkpoint found in {checkpointer.directory}")
-        step = checkpointer.best_step() if which == "best" else None
+        step = checkpointer.best_step()
         step = steps[-1] if step is None else step
         state, _ = checkpointer.restore(step, target_state=_abstract_state(method, config, mesh))
     return state, step
 
 
 def evaluate_run(
-    method: ModuleType,
+    method: Method,
     config: Any,
     workdir: str | os.PathLike,
     *,
-    cases: Sequence[Case] | None = None,
+    test_sets: Mapping[str, Sequence[Case]] | None = None,
     nets: Any = None,
     source: str | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the ``eval.checkpoint`` checkpoint of a run on its test cases.
+    """Evaluate the ``eval.checkpoint`` checkpoint of a run on its test sets.
 
-    Writes ``<out_dir>/metrics.json`` (the layout of :func:`jaxseg.train.evaluate.evaluate` plus
-    ``checkpoint``: which one and its step, and ``method``) and figures under
-    ``<out_dir>/figures/``, ``out_dir`` being ``<workdir>/eval`` unless given (e.g. to evaluate
-    a run under another protocol without replacing its evaluation); returns the same dict.
-    ``nets`` (e.g. imported PyTorch weights, named by ``source``) are evaluated instead of a
-    checkpoint when given.
+    ``test_sets`` default to those of the run's data (its ``split.json`` when it has one). The
+    method's own ``evaluate`` is used when it has one; otherwise every test set is evaluated by
+    sliding windows (:func:`jaxseg.train.evaluate.evaluate`): one set gives
+    ``<out_dir>/metrics.json`` of that layout, several give ``<out_dir>/<set>/metrics.json``
+    and ``<out_dir>/metrics.json`` = ``{set: result}``. Both carry ``checkpoint`` (which one and
+    its step) and ``method``; figures go under the same folders. ``out_dir`` is
+    ``<workdir>/eval`` unless given (e.g. to evaluate a run under another protocol without
+    replacing its evaluation). ``nets`` (e.g. imported PyTorch weights, named by ``source``)
+    are evaluated instead of a checkpoint when given. Returns what ``metrics.json`` holds.
     """
     if nets is None:
         which = str(config.eval.checkpoint)
@@ -299,49 +351,50 @@ def evaluate_run(
         state, checkpoint = None, {"which": "weights", "source": str(source)}
     out_dir = Path(workdir) / "eval" if out_dir is None else Path(out_dir)
     metadata = {"checkpoint": checkpoint, "method": str(config.method)}
-    if hasattr(method, "evaluate"):
-        # Methods with their own test protocol (several outputs and test sets: Atlas-ISTN).
+    if test_sets is None:
+        test_sets = load_data(method, config, ids=_run_split_ids(Path(workdir))).test_sets
+    if method.evaluate is not None:
         if state is None:
             raise ValueError(f"{config.method} runs are evaluated from their checkpoints only")
-        if cases is None:
-            cases = getattr(method, "load_cases", load_cases)(config)["test_sets"]
         return method.evaluate(
-            config, state, cases, out_dir=out_dir, progress=progress, metadata=metadata
+            config, state, test_sets, out_dir=out_dir, progress=progress, metadata=metadata
         )
-    cases = load_cases(config)["test"] if cases is None else cases
-    result = evaluate(
-        _apply_fn(method, config),
-        nets,
-        cases,
-        **_eval_kwargs(config),
-        out_dir=out_dir,
-        num_figures=int(config.eval.num_figures),
-        progress=progress,
-        metadata=metadata,
-    )
-    return result
+    results = {}
+    for name, cases in test_sets.items():
+        results[name] = evaluate(
+            _apply_fn(method, config),
+            nets,
+            cases,
+            **_eval_kwargs(config),
+            out_dir=out_dir if len(test_sets) == 1 else out_dir / name,
+            num_figures=int(config.eval.num_figures),
+            progress=progress,
+            metadata=metadata,
+        )
+    if len(results) == 1:
+        return next(iter(results.values()))
+    combined = {**results, **metadata}
+    write_json_atomic(out_dir / "metrics.json", json_safe(combined))
+    return combined
 
 
-def predict_case(
-    method: ModuleType, config: Any, nets: Any, image: np.ndarray
-) -> dict[str, np.ndarray]:
+def predict_case(method: Method, config: Any, nets: Any, image: np.ndarray) -> dict[str, np.ndarray]:
     """Whole-volume outputs of one image ``(*S, C)`` (already normalised as the training data):
-    ``{"prob": (*S, K), "sdm": (*S, K)}`` (``sdm`` when the method predicts one)."""
-    e = config.eval
-    window = {"patch": tuple(e.patch), "stride": tuple(e.stride), "batch_size": int(e.batch_size)}
-    out = {"prob": predict_volume(_apply_fn(method, config), nets, image, **window)}
+    ``{"prob": (*S, K), ...}`` plus every other output of ``method.predict`` (e.g. ``"sdm"``)."""
+    window = _window(config)
     shapes = jax.eval_shape(
         functools.partial(method.predict, config),
         nets,
-        jax.ShapeDtypeStruct((1, *tuple(e.patch), image.shape[-1]), np.float32),
+        jax.ShapeDtypeStruct((1, *tuple(config.eval.patch), image.shape[-1]), np.float32),
     )
-    if "sdm" in shapes:
-        out["sdm"] = predict_volume(_apply_fn(method, config, "sdm"), nets, image, **window)
-    return out
+    return {
+        name: predict_volume(_apply_fn(method, config, name), nets, image, **window)
+        for name in shapes
+    }
 
 
 def run_seeds(
-    method: ModuleType,
+    method: Method,
     config: Any,
     workdir: str | os.PathLike,
     seeds: Sequence[int],
@@ -354,10 +407,13 @@ def run_seeds(
     re-evaluated). Writes ``<workdir>/seeds.json``: the test mean of every metric per seed, and
     across seeds their ``mean`` and ``std`` (population), and ``figures/seeds.png`` (test Dice
     per case, one column per seed). Returns the summary.
+
+    Raises:
+      ValueError: for no or repeated seeds, or a method whose evaluation has several outputs.
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {list(seeds)}")
-    if hasattr(method, "evaluate"):
+    if method.evaluate is not None:
         raise ValueError(
             f"the seed summary covers one test output; {config.method} reports several "
             "(train one run per seed with --set seed=S instead)"
@@ -368,6 +424,8 @@ def run_seeds(
         run_config = ml_collections.ConfigDict(config.to_dict())
         run_config.seed = int(seed)
         result = run_experiment(method, run_config, workdir / f"seed_{seed}", progress=progress)
+        if "mean" not in result:
+            raise ValueError("the seed summary needs a single test set")
         per_seed[str(seed)] = result["mean"]
         dice[str(seed)] = [case["dice"] for case in result["cases"]]
     names = sorted({k for m in per_seed.values() for k in m})
@@ -376,16 +434,13 @@ def run_seeds(
         "method": str(config.method),
         "seeds": [int(s) for s in seeds],
         "per_seed": per_seed,
-        "mean": {k: _finite(np.nanmean(v)) for k, v in table.items()},
-        "std": {k: _finite(np.nanstd(v)) for k, v in table.items()},
+        "mean": {k: np.nanmean(v) if np.isfinite(v).any() else np.nan for k, v in table.items()},
+        "std": {k: np.nanstd(v) if np.isfinite(v).any() else np.nan for k, v in table.items()},
     }
+    summary = json_safe(summary)
     write_json_atomic(workdir / "seeds.json", summary)
     _plot_seeds(dice, workdir / "figures" / "seeds.png", str(config.method))
     return summary
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def _plot_seeds(dice: dict[str, list[float]], path: Path, title: str) -> None:

@@ -24,7 +24,8 @@ import jax
 from tqdm.auto import tqdm
 
 from jaxseg.train.checkpoint import Checkpointer
-from jaxseg.train.logging import MetricsWriter, TensorBoardWriter, write_json_atomic
+from jaxseg.train.config import config_to_dict
+from jaxseg.train.logging import MetricsWriter, TensorBoardWriter, read_metrics, write_json_atomic
 from jaxseg.train.state import StepFn, jit_step, numeric_batch, step_key
 
 __all__ = ["Hook", "train"]
@@ -52,18 +53,6 @@ def _commit(x: Any) -> Any:
     return x
 
 
-def _config_dict(config: Any) -> Any:
-    if hasattr(config, "to_dict"):
-        config = config.to_dict()
-    if isinstance(config, Mapping):
-        return {str(k): _config_dict(v) for k, v in config.items()}
-    if isinstance(config, list | tuple):
-        return [_config_dict(v) for v in config]
-    if config is None or isinstance(config, bool | int | float | str):
-        return config
-    return repr(config)
-
-
 def train(
     state: Any,
     step_fn: StepFn,
@@ -81,6 +70,7 @@ def train(
     put_batch: Callable[[dict[str, Any]], Any] | None = None,
     progress: bool | None = None,
     tensorboard: bool = False,
+    schedules: Mapping[str, Callable[[int], Any]] | None = None,
 ) -> Any:
     """Train ``state`` with ``step_fn`` for ``num_steps`` steps in total, resuming if possible.
 
@@ -110,6 +100,12 @@ def train(
       progress: show a tqdm bar; default: when stderr is a terminal.
       tensorboard: also write the logged metrics as TensorBoard events in
         ``<workdir>/tensorboard`` (needs ``tensorboardX``).
+      schedules: ``{name: fn}`` logged with every logged step as ``fn(step - 1)``, the value
+        used by that step's update (e.g. ``{"lr_seg": learning-rate schedule}``: optax counts
+        updates from 0).
+
+    Every logged record also holds ``wall_time``, the seconds of training since the run
+    started (a resumed run continues from the last record it keeps).
 
     Returns:
       The state after ``num_steps`` steps.
@@ -120,7 +116,7 @@ def train(
     workdir = os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     if config is not None:
-        write_json_atomic(os.path.join(workdir, "config.json"), _config_dict(config))
+        write_json_atomic(os.path.join(workdir, "config.json"), config_to_dict(config))
     own_checkpointer = checkpointer is None
     if own_checkpointer:
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -136,6 +132,10 @@ def train(
         state = jax.tree.map(_commit, state)
     start = int(jax.device_get(state.step))
     writer.truncate_after(start)
+    kept = read_metrics(writer.path)
+    elapsed = float(kept[-1].get("wall_time") or 0.0) if kept else 0.0
+    started = time.perf_counter() - elapsed
+    schedules = dict(schedules or {})
 
     jitted = jit_step(step_fn)
     put = put_batch or numeric_batch
@@ -153,6 +153,7 @@ def train(
             record: dict[str, float] = {}
             if step % log_every == 0 or last:
                 record.update({k: float(v) for k, v in jax.device_get(metrics).items()})
+                record.update({k: float(fn(step - 1)) for k, fn in schedules.items()})
             eval_metrics = None
             if eval_fn is not None and (
                 (eval_every is not None and (step % eval_every == 0)) or last
@@ -160,6 +161,7 @@ def train(
                 eval_metrics = {k: float(v) for k, v in eval_fn(state).items()}
                 record.update(eval_metrics)
             if record:
+                record["wall_time"] = time.perf_counter() - started
                 writer.write(step, record)
                 if board is not None:
                     board.write(step, record)
