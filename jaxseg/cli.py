@@ -1,8 +1,8 @@
 """The ``jaxseg`` command.
 
 Subcommands (``jaxseg COMMAND --help`` for each): ``demo``, ``configs``, ``train``,
-``evaluate``, ``predict``, ``bench`` and ``data check``. Heavy imports happen inside the handlers so that ``--help`` is
-instant.
+``evaluate``, ``predict``, ``bench`` and ``data check``. Heavy imports happen inside the handlers
+so that ``--help`` is instant.
 """
 
 from __future__ import annotations

@@ -461,3 +461,40 @@ def test_shape_errors_name_the_expected_shape(fn, args, match):
 def test_smoothness_rejects_unknown_penalty():
     with pytest.raises(ValueError, match="penalty"):
         losses.smoothness(np.zeros((1, 3, 3, 2), np.float32), penalty="l3")
+
+
+@pytest.mark.parametrize("mask", [[True, False, True, False], [False, True, False, False]])
+def test_per_item_weights_give_the_loss_of_the_selected_items(mask, rng):
+    """With 0/1 ``weights`` each loss equals the plain loss of the items of weight 1 alone (an
+    independent computation on the sliced batch), as the methods' supervised terms need."""
+    mask = np.asarray(mask)
+    logits = rng.normal(size=(4, 5, 6)).astype(np.float32)
+    target = (rng.random((4, 5, 6)) > 0.5).astype(np.float32)
+    other = rng.normal(size=(4, 5, 6)).astype(np.float32)
+    classes = rng.normal(size=(4, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, size=4)
+    probs = expit(logits)
+    pairs = [
+        (losses.dice_loss, (probs, target)),
+        (losses.binary_cross_entropy_with_logits, (logits, target)),
+        (losses.mse, (logits, other)),
+        (losses.mae, (logits, other)),
+        (losses.cross_entropy, (classes, labels)),
+    ]
+    for fn, (a, b) in pairs:
+        got = fn(a, b, weights=mask)
+        expected = fn(a[mask], b[mask])
+        np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=fn.__name__)
+        np.testing.assert_allclose(jax.jit(fn)(a, b, weights=mask), expected, rtol=1e-6)
+
+
+def test_all_zero_weights_give_zero_and_a_finite_gradient(rng):
+    logits = rng.normal(size=(2, 3)).astype(np.float32)
+    zero = np.zeros(2, bool)
+    for fn in (losses.binary_cross_entropy_with_logits, losses.mse, losses.mae):
+        value, grad = jax.value_and_grad(lambda x, fn=fn: fn(x, jnp.ones_like(x), weights=zero))(
+            logits
+        )
+        assert float(value) == 0.0 and np.all(np.isfinite(grad))
+    with pytest.raises(ValueError, match=r"\(2,\)"):
+        losses.mse(logits, logits, weights=np.ones(3))

@@ -378,7 +378,9 @@ def evaluate_run(
     return combined
 
 
-def predict_case(method: Method, config: Any, nets: Any, image: np.ndarray) -> dict[str, np.ndarray]:
+def predict_case(
+    method: Method, config: Any, nets: Any, image: np.ndarray
+) -> dict[str, np.ndarray]:
     """Whole-volume outputs of one image ``(*S, C)`` (already normalised as the training data):
     ``{"prob": (*S, K), ...}`` plus every other output of ``method.predict`` (e.g. ``"sdm"``)."""
     window = _window(config)
