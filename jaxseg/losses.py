@@ -333,7 +333,7 @@ def adversarial_loss(logits: jax.Array, labelled: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def generator_adversarial_loss(logits: jax.Array) -> jax.Array:
+def generator_adversarial_loss(logits: jax.Array, *, weights: jax.Array | None = None) -> jax.Array:
     """The segmenter's adversarial term: make predictions on unlabelled volumes look labelled.
 
     ``adversarial_loss(logits, LABELLED everywhere)``, i.e. ``mean_b -log softmax(logits[b])[1]``,
@@ -344,6 +344,8 @@ def generator_adversarial_loss(logits: jax.Array) -> jax.Array:
 
     Args:
       logits: ``(B_u, 2)`` discriminator logits of the unlabelled samples.
+      weights: optional per-item weights ``(B_u,)``, as :func:`cross_entropy` (e.g. the
+        unlabelled items of a mixed batch, whose logits are all given).
 
     Returns:
       Scalar.
@@ -353,7 +355,7 @@ def generator_adversarial_loss(logits: jax.Array) -> jax.Array:
         raise ValueError(
             f"generator_adversarial_loss: logits must have shape (B, 2), got {tuple(x.shape)}"
         )
-    return cross_entropy(x, jnp.full(x.shape[:1], LABELLED, jnp.int32))
+    return cross_entropy(x, jnp.full(x.shape[:1], LABELLED, jnp.int32), weights=weights)
 
 
 # --------------------------------------------------------------------------------------------

@@ -486,6 +486,11 @@ def test_per_item_weights_give_the_loss_of_the_selected_items(mask, rng):
         expected = fn(a[mask], b[mask])
         np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=fn.__name__)
         np.testing.assert_allclose(jax.jit(fn)(a, b, weights=mask), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.generator_adversarial_loss(classes, weights=mask),
+        losses.generator_adversarial_loss(classes[mask]),
+        rtol=1e-6,
+    )
 
 
 def test_all_zero_weights_give_zero_and_a_finite_gradient(rng):

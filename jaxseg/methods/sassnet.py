@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg.configs import sassnet as configs
-from jaxseg.losses import adversarial_loss, cross_entropy, mse
+from jaxseg.losses import adversarial_loss, generator_adversarial_loss, mse
 from jaxseg.methods import _vnet
 from jaxseg.nn import Discriminator3D
 from jaxseg.shape import signed_distance_map
@@ -107,8 +107,7 @@ def make_updates(config: Any):
             sdm_mse = mse(sdm, target_sdm, weights=labelled)
             d_logits = disc_module.apply(disc.variables, out["sdm"], image, train=False)["logits"]
             # Every unlabelled item should look labelled (class 1) to the discriminator.
-            ones = jnp.ones(d_logits.shape[:1], jnp.int32)
-            adv = cross_entropy(d_logits, ones, weights=unlabelled)
+            adv = generator_adversarial_loss(d_logits, weights=unlabelled)
             loss = terms["dice"] + beta * sdm_mse + w_adv * adv + bce_weight * terms["bce"]
             metrics = {
                 "loss": loss,
