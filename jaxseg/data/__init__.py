@@ -2,16 +2,26 @@
 
 Every reader returns :class:`Case` records (image ``(*S, C)`` float32 channels last, integer
 label, spacing in mm, affine) and raises :class:`jaxseg.errors.DataError` naming the file for
-bad input. Pipelines turn cases into deterministic, resumable, shardable grain datasets. Built-in
-synthetic generators (:mod:`jaxseg.data.synthetic`) make every experiment run without a download.
+bad input. The sources registry (:func:`load_split`, :mod:`jaxseg.data.sources`) turns a config's
+``data`` section into the labelled, unlabelled, validation and test cases of an experiment.
+Pipelines turn cases into deterministic, resumable, shardable grain datasets. Built-in synthetic
+generators (:mod:`jaxseg.data.synthetic`) make every experiment run without a download.
 """
 
 from jaxseg.data import synthetic
 from jaxseg.data.case import Case
 from jaxseg.data.check import check_dataset
-from jaxseg.data.files import CaseFiles
+from jaxseg.data.files import CaseFiles, ChannelFiles
 from jaxseg.data.la_h5 import LA_SPACING, la_list_cases, la_partition, la_split, load_la_case
-from jaxseg.data.nifti import decathlon_cases, load_case, paired_cases, save_nifti
+from jaxseg.data.nifti import (
+    decathlon_cases,
+    load_case,
+    load_nnunet_case,
+    nifti_layout,
+    nnunet_cases,
+    paired_cases,
+    save_nifti,
+)
 from jaxseg.data.pipeline import (
     LoaderOptions,
     RandomAffine,
@@ -32,6 +42,7 @@ from jaxseg.data.preprocess import (
     resample_to_spacing,
     zscore,
 )
+from jaxseg.data.sources import SOURCES, Preprocessing, Split, load_split
 from jaxseg.data.synthetic import (
     CARDIAC_LABELS,
     abdominal_ct_like,
@@ -43,12 +54,16 @@ from jaxseg.data.synthetic import (
 __all__ = [
     "CARDIAC_LABELS",
     "LA_SPACING",
+    "SOURCES",
     "Case",
     "CaseFiles",
+    "ChannelFiles",
     "LoaderOptions",
+    "Preprocessing",
     "RandomAffine",
     "RandomCrop",
     "RandomRotFlip",
+    "Split",
     "abdominal_ct_like",
     "cardiac_like",
     "case_to_record",
@@ -64,8 +79,12 @@ __all__ = [
     "letter_b",
     "load_case",
     "load_la_case",
+    "load_nnunet_case",
     "load_png_case",
+    "load_split",
     "loader_options",
+    "nifti_layout",
+    "nnunet_cases",
     "normalize",
     "one_hot",
     "paired_cases",

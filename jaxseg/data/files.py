@@ -24,6 +24,20 @@ class CaseFiles(NamedTuple):
     label: Path | None
 
 
+class ChannelFiles(NamedTuple):
+    """One case of an nnU-Net raw folder: one image file per channel, and the label file.
+
+    ``images`` are ``NAME_0000``, ``NAME_0001``, ... in channel order; ``id`` is ``NAME`` (the
+    label's name without its suffix); ``label`` is None in an unlabelled test split.
+    :func:`jaxseg.data.nifti.nnunet_cases` lists these and
+    :func:`jaxseg.data.nifti.load_nnunet_case` stacks the channels.
+    """
+
+    id: str
+    images: tuple[Path, ...]
+    label: Path | None
+
+
 def strip_suffix(name: str) -> str:
     """A file name without its image suffix (``.nii.gz``, ``.nii``, ``.png``, ``.h5``)."""
     lower = name.lower()

@@ -1,16 +1,23 @@
-"""NIfTI image/label pairs (pancreas CT, CCTA, brain MR, Medical Segmentation Decathlon).
+"""NIfTI image/label pairs (pancreas CT, CCTA, brain MR, Medical Segmentation Decathlon, nnU-Net).
 
 Arrays keep the order of the NIfTI data array: a 3D volume ``(X, Y, Z)`` becomes an image
 ``(X, Y, Z, 1)``, a 4D one ``(X, Y, Z, C)`` keeps its last axis as channels. Spacing comes from
 the header zooms and the affine from ``img.affine`` (sform when set, else qform), so predictions
 written back with :func:`save_nifti` overlay the input in a viewer.
 
+Two folder layouts are listed (:func:`nifti_layout` tells them apart): the Medical Segmentation
+Decathlon's (``imagesTr/NAME.nii.gz``, :func:`decathlon_cases`) and nnU-Net's raw layout (one file
+per channel, ``imagesTr/NAME_0000.nii.gz``, :func:`nnunet_cases`, read by
+:func:`load_nnunet_case` with the channels stacked last).
+
 Every problem with a file raises :class:`jaxseg.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,12 +26,32 @@ import nibabel as nib
 import numpy as np
 
 from jaxseg.data.case import Case
-from jaxseg.data.files import CaseFiles, describe, require_file, strip_suffix, visible_files
+from jaxseg.data.files import (
+    CaseFiles,
+    ChannelFiles,
+    describe,
+    require_file,
+    strip_suffix,
+    visible_files,
+)
 from jaxseg.errors import DataError
 
-__all__ = ["decathlon_cases", "load_case", "paired_cases", "save_nifti"]
+__all__ = [
+    "decathlon_cases",
+    "load_case",
+    "load_nnunet_case",
+    "nifti_layout",
+    "nnunet_cases",
+    "paired_cases",
+    "save_nifti",
+]
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+# An nnU-Net channel file name without its suffix: NAME_XXXX with four digits.
+_CHANNEL = re.compile(r"^(.+)_(\d{4})$")
+
+_SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
 
 
 def _is_nifti(path: Path) -> bool:
@@ -270,13 +297,7 @@ def scan_decathlon(
     it should have had, which does not exist, so loading it raises a DataError naming that path;
     ``orphan_labels`` are the label files with no image of the same name.
     """
-    root = Path(root)
-    if split == "train":
-        images, labels = root / "imagesTr", root / "labelsTr"
-    elif split == "test":
-        images, labels = root / "imagesTs", root / "labelsTs"
-    else:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    images, labels = _split_folders(root, split)
     if not images.is_dir():
         raise DataError(f"{images}: folder not found (Decathlon layout expects it)")
     image_files = {p.name: p for p in visible_files(images) if _is_nifti(p)}
@@ -352,3 +373,191 @@ def paired_cases(
         seen[case_id] = image
         cases.append(CaseFiles(case_id, image, label))
     return cases
+
+
+def _split_folders(root: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    if split not in _SPLIT_FOLDERS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return tuple(Path(root) / name for name in _SPLIT_FOLDERS[split])
+
+
+def _nifti_files(directory: Path) -> list[Path]:
+    return [p for p in visible_files(directory) if _is_nifti(p)] if directory.is_dir() else []
+
+
+def _dataset_json(root: Path) -> dict | None:
+    """The parsed ``root/dataset.json``, None when there is none, DataError when it is bad."""
+    path = root / "dataset.json"
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path}: unreadable dataset.json ({describe(err)})") from err
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: dataset.json must hold a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def nifti_layout(root: str | os.PathLike) -> str:
+    """``"nnunet"`` or ``"decathlon"``: the layout of a NIfTI data folder.
+
+    nnU-Net when ``root/dataset.json`` has ``channel_names`` and ``file_ending`` (nnU-Net v2), or
+    when every image of ``imagesTr/`` is named ``NAME_XXXX`` (four digits) and no label of
+    ``labelsTr/`` has the name of an image (nnU-Net labels are ``NAME``); Decathlon otherwise
+    (images and labels of the same name).
+
+    Raises:
+      DataError: naming the file, when dataset.json is unreadable or names a file ending other
+        than ``.nii.gz``/``.nii``, or (for the file-name rule) ``imagesTr/`` does not exist.
+    """
+    root = Path(root)
+    meta = _dataset_json(root)
+    if meta is not None and "channel_names" in meta and "file_ending" in meta:
+        if meta["file_ending"] not in _NIFTI_SUFFIXES:
+            raise DataError(
+                f"{root / 'dataset.json'}: file_ending {meta['file_ending']!r} is not NIfTI "
+                f"(expected one of {list(_NIFTI_SUFFIXES)})"
+            )
+        return "nnunet"
+    images, labels = _split_folders(root, "train")
+    if not images.is_dir():
+        raise DataError(f"{images}: folder not found (Decathlon and nnU-Net layouts expect it)")
+    stems = {strip_suffix(p.name) for p in _nifti_files(images)}
+    label_stems = {strip_suffix(p.name) for p in _nifti_files(labels)}
+    nnunet = bool(stems) and all(_CHANNEL.match(s) for s in stems) and not stems & label_stems
+    return "nnunet" if nnunet else "decathlon"
+
+
+def nnunet_cases(root: str | os.PathLike, *, split: str = "train") -> list[ChannelFiles]:
+    """List the cases of an nnU-Net raw folder.
+
+    Layout: ``root/imagesTr/NAME_XXXX.nii.gz`` (``XXXX`` the channel, ``0000``, ``0001``, ...)
+    with labels ``root/labelsTr/NAME.nii.gz`` (split "train"), and optionally ``imagesTs/``
+    (split "test", unlabelled unless a ``labelsTs/`` folder exists). Every case must have the
+    channels ``0000`` to ``C-1`` with the same ``C`` for all cases (``C`` is the number of
+    ``channel_names`` when ``root/dataset.json`` lists them). Hidden files are ignored.
+
+    Returns:
+      :class:`ChannelFiles` ``(id, images, label)`` sorted by id, ``images`` in channel order;
+      ``label`` is None in an unlabelled test split. The files are not opened (see
+      :func:`load_nnunet_case`).
+
+    Raises:
+      DataError: naming ``root`` and listing every problem: a missing images folder, an image
+        not named ``NAME_XXXX``, missing or repeated channels, an image without its label, a
+        label without images.
+    """
+    root = Path(root)
+    images, labels = _split_folders(root, split)
+    if not images.is_dir():
+        raise DataError(f"{images}: folder not found (nnU-Net layout expects it)")
+    meta = _dataset_json(root) or {}
+    names = meta.get("channel_names")
+    if names is not None and not (isinstance(names, dict | list) and names):
+        raise DataError(f"{root / 'dataset.json'}: channel_names must be a non-empty mapping")
+    n_channels = None if names is None else len(names)
+    problems: list[str] = []
+    channels: dict[str, dict[int, Path]] = {}
+    for path in _nifti_files(images):
+        match = _CHANNEL.match(strip_suffix(path.name))
+        if match is None:
+            problems.append(f"{path}: image not named NAME_XXXX (nnU-Net channel suffix)")
+            continue
+        case, channel = match[1], int(match[2])
+        other = channels.setdefault(case, {}).setdefault(channel, path)
+        if other != path:
+            problems.append(f"{path}: channel {channel:04d} of case {case!r} is also in {other}")
+    if n_channels is None and channels:
+        n_channels = max(len(c) for c in channels.values())
+    for case, files in channels.items():
+        if sorted(files) != list(range(n_channels)):
+            found = ", ".join(f"{c:04d}" for c in sorted(files))
+            problems.append(
+                f"{images}/{case}_XXXX: channels {found}, expected 0000 to {n_channels - 1:04d}"
+            )
+    label_files = {strip_suffix(p.name): p for p in _nifti_files(labels)}
+    unlabelled = split == "test" and not labels.is_dir()
+    cases = []
+    for case in sorted(channels):
+        first = channels[case][min(channels[case])]
+        suffix = ".nii.gz" if first.name.lower().endswith(".nii.gz") else ".nii"
+        label = None if unlabelled else label_files.get(case, labels / f"{case}{suffix}")
+        if label is not None and not label.is_file():
+            problems.append(f"{first}: image has no label file {label}")
+        cases.append(ChannelFiles(case, tuple(p for _, p in sorted(channels[case].items())), label))
+    problems += [
+        f"{p}: label has no image {n}_0000 in {images}"
+        for n, p in label_files.items()
+        if n not in channels
+    ]
+    if problems:
+        raise DataError(
+            f"{root}: bad nnU-Net folder in split {split!r}:\n  " + "\n  ".join(problems)
+        )
+    return cases
+
+
+def load_nnunet_case(
+    images: Sequence[str | os.PathLike],
+    label_path: str | os.PathLike | None = None,
+    *,
+    case_id: str | None = None,
+    num_classes: int | None = None,
+    affine_atol: float = 1e-3,
+) -> Case:
+    """Read the channel files of one nnU-Net case (and its label) into one :class:`Case`.
+
+    Args:
+      images: one 3D ``(X, Y, Z)`` NIfTI file per channel, in channel order (``NAME_0000``,
+        ``NAME_0001``, ...); all on the same grid (shape, and affine within ``affine_atol``).
+      label_path: optional label map on that grid (see :func:`load_case`).
+      case_id: default the first file's name without ``_0000.nii[.gz]``.
+      num_classes, affine_atol: as for :func:`load_case`.
+
+    Returns:
+      A Case with image ``(X, Y, Z, C)`` float32, the channels stacked last in the given order,
+      and the spacing and affine of the first channel.
+
+    Raises:
+      DataError: naming the file, for any problem :func:`load_case` reports, a channel file that
+        is not 3D, or a channel whose shape or affine differs from the first channel's.
+    """
+    if not images:
+        raise ValueError("load_nnunet_case needs at least one channel file")
+    paths = [Path(p) for p in images]
+    if case_id is None:
+        stem = strip_suffix(paths[0].name)
+        case_id = stem[:-5] if _CHANNEL.match(stem) else stem
+    first = load_case(
+        paths[0], label_path, case_id=case_id, num_classes=num_classes, affine_atol=affine_atol
+    )
+    stacked = []
+    for path in paths:
+        channel = first if path is paths[0] else load_case(path)
+        if channel.image.shape[-1] != 1:
+            raise DataError(
+                f"{path}: an nnU-Net channel file must be 3D (X, Y, Z), got shape "
+                f"{channel.image.shape}"
+            )
+        if channel.spatial_shape != first.spatial_shape:
+            raise DataError(
+                f"{path}: channel shape {channel.spatial_shape} differs from the shape "
+                f"{first.spatial_shape} of {paths[0]}"
+            )
+        if not np.allclose(channel.affine, first.affine, rtol=0.0, atol=affine_atol):
+            diff = float(np.abs(channel.affine - first.affine).max())
+            raise DataError(
+                f"{path}: channel affine differs from the affine of {paths[0]} by up to "
+                f"{diff:.3g} (tolerance {affine_atol:g})"
+            )
+        stacked.append(channel.image)
+    files = ", ".join(str(p) for p in paths)
+    return Case(
+        id=case_id,
+        image=np.concatenate(stacked, axis=-1),
+        label=first.label,
+        spacing=first.spacing,
+        affine=first.affine,
+        source=files if label_path is None else f"{files} (label {label_path})",
+    )
