@@ -132,8 +132,15 @@ def _numeric(x):
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     """Stopped after 2 of 4 steps and restarted with the same command (and steps=4), the run
-    ends with the parameters, optimizer states, RNG and losses of an uninterrupted 4-step run."""
+    ends with the parameters, optimizer states, RNG and losses of an uninterrupted 4-step run.
+
+    The schedules are given in iterations here: as fractions of the run (the shipped configs)
+    they would follow the first part's ``train.steps=2`` in the first two steps."""
     ckpt = ["--set", "train.checkpoint_every=2"]
+    for item in ("optim.seg.decay_every=2", "optim.seg.decay_every_unit=iterations"):
+        ckpt += ["--set", item]
+    for item in ("loss.rampup_divisor=1", "loss.rampup_divisor_unit=iterations"):
+        ckpt += ["--set", item]
     assert train("dtml", tmp_path / "a", 4, *FAST, *ckpt) == 0
     assert train("dtml", tmp_path / "b", 2, *FAST, *ckpt) == 0
     assert train("dtml", tmp_path / "b", 4, *FAST, *ckpt) == 0
@@ -240,3 +247,41 @@ def test_bad_requests_exit_2_with_a_message(argv, message, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_changed_config_is_refused_and_the_run_directory_is_untouched(tmp_path, capsys):
+    assert train("supervised", tmp_path, 1, *FAST) == 0
+    before = _tree_bytes(tmp_path)
+    argv = ["train", CONFIG.format("sassnet"), "--workdir", str(tmp_path), *FAST]
+    assert main([*argv, "--set", "train.steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert "method" in err and str(tmp_path) in err
+    assert train("supervised", tmp_path, 2, *FAST, "--set", "model.n_filters=8") == 2
+    assert "model.n_filters" in capsys.readouterr().err
+    assert _tree_bytes(tmp_path) == before
+    # Only train.steps may differ: the run is extended.
+    assert train("supervised", tmp_path, 2, *FAST) == 0
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+def test_best_checkpoint_is_the_one_of_the_best_validation_dice(tmp_path):
+    """Three checkpoints saved with validation Dice 0.2, 0.9, 0.5: ``eval.checkpoint="best"``
+    restores step 2 (not the last, 3), as a fresh process opening the run directory."""
+    from jaxseg.train import Checkpointer
+    from jaxseg.train.experiment import BEST_METRIC
+
+    method = get_method("supervised")
+    config = load_config(CONFIG.format("supervised"))
+    state = jax.jit(lambda k: method.create_state(config, k))(jax.random.key(0))
+    with Checkpointer(tmp_path / "checkpoints", best_metric=BEST_METRIC, max_to_keep=1) as ckpt:
+        for step, dice in ((1, 0.2), (2, 0.9), (3, 0.5)):
+            state = state.replace(step=jax.numpy.asarray(step, jax.numpy.int32))
+            ckpt.save(step, state, metrics={BEST_METRIC: dice})
+    best, step = restore_state(method, config, tmp_path, "best")
+    assert step == 2 and int(best.step) == 2
+    last, step = restore_state(method, config, tmp_path, "last")
+    assert step == 3 and int(last.step) == 3
