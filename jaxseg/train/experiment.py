@@ -205,9 +205,11 @@ def run_experiment(
     workdir = Path(workdir)
     check_run_directory(workdir, config)
     split = load_data(method, config, ids=_run_split_ids(workdir))
+    # No unlabelled stream without unlabelled items per batch (e.g. the supervised baseline).
+    unlabelled = split.unlabelled if int(config.data.unlabelled_batch) > 0 else []
     mesh = make_mesh()
     devices = mesh.shape["data"]
-    batch = config.data.labelled_batch + (config.data.unlabelled_batch if split.unlabelled else 0)
+    batch = config.data.labelled_batch + (config.data.unlabelled_batch if unlabelled else 0)
     if batch % devices:
         raise ValueError(
             f"the batch of {batch} items cannot be split over {devices} devices; change "
@@ -223,7 +225,7 @@ def run_experiment(
     workers = int(config.data.num_workers)
     dataset = semi_supervised_dataset(
         split.labelled,
-        split.unlabelled,
+        unlabelled,
         patch=tuple(config.data.patch),
         labelled_batch=int(config.data.labelled_batch),
         unlabelled_batch=int(config.data.unlabelled_batch),
