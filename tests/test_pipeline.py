@@ -15,15 +15,17 @@ import pytest
 from jaxseg.data.case import Case
 from jaxseg.data.pipeline import (
     LoaderOptions,
+    case_to_record,
+    dataset,
+    loader_options,
+    semi_supervised_dataset,
+)
+from jaxseg.data.transforms import (
     RandomAffine,
     RandomCrop,
     RandomRotFlip,
-    case_to_record,
-    dataset,
     default_transforms,
-    loader_options,
     normalize,
-    semi_supervised_dataset,
 )
 from jaxseg.geometry import affine_disp, affine_matrix, warp
 

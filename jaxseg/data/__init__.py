@@ -24,14 +24,9 @@ from jaxseg.data.nifti import (
 )
 from jaxseg.data.pipeline import (
     LoaderOptions,
-    RandomAffine,
-    RandomCrop,
-    RandomRotFlip,
     case_to_record,
     dataset,
-    default_transforms,
     loader_options,
-    normalize,
     semi_supervised_dataset,
 )
 from jaxseg.data.png2d import load_png_case, png_list_cases
@@ -49,6 +44,13 @@ from jaxseg.data.synthetic import (
     cardiac_like,
     la_like,
     letter_b,
+)
+from jaxseg.data.transforms import (
+    RandomAffine,
+    RandomCrop,
+    RandomRotFlip,
+    default_transforms,
+    normalize,
 )
 
 __all__ = [
