@@ -1,4 +1,5 @@
-"""Atlas-ISTN: transforms, atlas construction, refinement, training step and a smoke run."""
+"""Atlas-ISTN: transforms, atlas construction, refinement, training step, data preparation, the
+Method record and a smoke run."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.data.case import Case
+from jaxseg.data.sources import Split, load_split
+from jaxseg.errors import DataError
 from jaxseg.geometry import compose, identity_grid, warp
 from jaxseg.methods import atlas_istn as A
 from jaxseg.metrics import inverse_consistency
 from jaxseg.train.config import apply_overrides, load_config
+from jaxseg.train.method import Method
 from jaxseg.train.state import jit_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,9 +168,25 @@ def test_omega_is_the_papers_fade_in():
 def test_steps_follow_epochs_data_and_batch():
     c = A.default_config("paper")
     assert c.train.steps == 300 * 100
-    apply_overrides(c, ["train.epochs=7", "data.train=55"])
-    assert c.train.steps == 7 * 5
+    apply_overrides(c, ["train.epochs=7", "data.labelled=55"])
+    assert c.train.steps == 7 * 5 and A.steps_per_epoch(c) == 5
+    # The generated training set is the labelled set; whole images in batches of 10.
+    assert c.data.synthetic.train == 55 and c.data.synthetic.test == c.data.test
     assert tuple(c.data.patch) == tuple(c.data.size) and c.data.labelled_batch == 10
+    assert (c.data.unlabelled, c.data.val) == (0, 0)
+    apply_overrides(c, ["data.labelled=-1"])
+    with pytest.raises(ValueError, match=r"data\.labelled"):
+        A.steps_per_epoch(c)
+
+
+def test_learning_rate_halves_every_decay_epochs_in_whole_epochs():
+    c = _config(**{"train.decay_epochs": 4})
+    spe = A.steps_per_epoch(c)
+    lr = A.learning_rate(c)
+    # constant within an epoch, 0.5 ** (1/4) per epoch, half after 4 epochs
+    assert float(lr(0)) == pytest.approx(1e-3) and float(lr(spe - 1)) == pytest.approx(1e-3)
+    assert float(lr(spe)) == pytest.approx(1e-3 * 0.5**0.25, rel=1e-6)
+    assert float(lr(4 * spe)) == pytest.approx(0.5e-3, rel=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +238,7 @@ def _batch(c, n=4, seed=0):
 
 
 def _with_atlas(c, state, batch):
-    atlas = A._initial_atlas(c, batch["image"], batch["label"])
+    atlas = A.initial_atlas(c, batch["image"], batch["label"])
     return state.replace(atlas=jax.tree.map(jnp.asarray, atlas))
 
 
@@ -233,6 +254,8 @@ def test_train_step_moves_the_networks_and_traces_once(variant):
         state, metrics = step(state, batch, jax.random.key(i))
     for name in ("loss", "loss_itn", "loss_a2s", "loss_s2a", "loss_reg"):
         assert np.isfinite(float(metrics[name])), name
+    # the learning rate of the update just taken (the second step's, still the first epoch's)
+    assert float(metrics["lr"]) == pytest.approx(float(A.learning_rate(c)(1)))
     moved = {
         name: max(
             float(np.abs(a - b).max())
@@ -274,34 +297,143 @@ def test_refinement_lowers_its_loss_and_returns_only_stn_weights():
 
 
 # --------------------------------------------------------------------------------------------
-# data
+# data: the engine loads the split, the method prepares each case
 
 
 @pytest.mark.skipif(not LETTER_B.is_dir(), reason="released letter-B data not present")
 def test_released_letter_b_cases_are_resampled_and_normalised():
+    from jaxseg.data.png2d import load_png_case, png_list_cases
+
     c = A.default_config("paper")
-    apply_overrides(c, [f"data.root={LETTER_B}", "data.train=3", "data.test=2"])
-    cases = A.load_cases(c)
-    assert len(cases["labelled"]) == 3 and list(cases["test_sets"]) == ["clean", "corrupt"]
-    case = cases["test_sets"]["corrupt"][0]
+    (files,) = png_list_cases(
+        LETTER_B, LETTER_B / "test.corrupt.csv", LETTER_B / "test.corrupt.seg.csv"
+    )[:1]
+    case = A.METHOD.prepare_case(c, load_png_case(files.image, files.label, case_id=files.id))
     assert case.id == "B1001" and case.image.shape == (64, 64, 1)
-    assert case.spacing == pytest.approx((2.0, 2.0))
+    assert case.spacing == pytest.approx((2.0, 2.0))  # 128 px of 1 mm on 64 px
     assert abs(float(case.image.mean())) < 1e-4
     assert float(case.image.std()) == pytest.approx(1, 1e-3)
     assert set(np.unique(case.label)) == {0, 1}
 
 
-def test_bad_data_settings_name_the_problem(tmp_path):
+def _split_or_skip(data):
+    try:
+        return load_split(data)
+    except NotImplementedError:
+        pytest.skip("jaxseg.data.sources.load_split is not implemented yet")
+
+
+@pytest.mark.skipif(not LETTER_B.is_dir(), reason="released letter-B data not present")
+def test_letter_b_config_reads_the_released_png_set():
     c = A.default_config("smoke")
-    apply_overrides(c, [f"data.root={tmp_path / 'missing'}"])
-    with pytest.raises(ValueError, match="missing"):
-        A.load_cases(c)
-    c = A.default_config("smoke")
-    apply_overrides(c, ["eval.test_sets=('clean', 'noisy')"])
-    with pytest.raises(ValueError, match="noisy"):
-        A.load_cases(c)
+    apply_overrides(c, ["data.source=png2d", f"data.root={LETTER_B}"])
+    split = _split_or_skip(c.data)
+    assert len(split.labelled) == c.data.labelled and not split.unlabelled and not split.val
+    assert list(split.test_sets) == ["clean", "corrupt"]
+    assert all(len(cases) == c.data.test for cases in split.test_sets.values())
+
+
+@pytest.mark.parametrize("family", ["letter_b", "cardiac_like"])
+def test_generated_split_fits_the_method(family):
+    c = A.default_config("smoke", data=family)
+    split = _split_or_skip(c.data)
+    assert len(split.labelled) == c.data.labelled
+    names = ["clean", "corrupt"] if family == "letter_b" else ["test"]
+    assert list(split.test_sets) == names
+    case = A.METHOD.prepare_case(c, split.test_sets[names[0]][0])
+    assert case.image.shape == (*c.data.size, 1)
+    assert int(case.label.max()) < c.data.num_classes
+
+
+def _case(shape, *, label=True, channels=1, value=1):
+    image = np.random.default_rng(0).normal(size=(*shape, channels)).astype(np.float32)
+    mask = np.zeros(shape, np.int32)
+    mask[(slice(2, -2),) * len(shape)] = value
+    return Case(id="c", image=image, label=mask if label else None, source="c.nii.gz")
+
+
+def test_bad_cases_and_settings_name_the_problem():
+    c = _config(size=(16, 16))
+    assert A.prepare_case(c, _case((20, 24))).image.shape == (16, 16, 1)
+    for case, match in (
+        (_case((16, 16), label=False), "labelled"),
+        (_case((16, 16, 8)), "3D case for a 2D"),
+        (_case((16, 16), channels=2), "one image channel"),
+        (_case((16, 16), value=2), "num_classes"),
+    ):
+        with pytest.raises(DataError, match=match) as err:
+            A.prepare_case(c, case)
+        assert "c.nii.gz" in str(err.value)
     with pytest.raises(ValueError, match=r"stn\.transform"):
         A.create_state(_config(**{"stn.transform": "bspline"}), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"data\.labelled"):
+        A.create_state(_config(**{"data.labelled": -1}), jax.random.key(0))
+
+
+def test_nifti_case_is_resampled_to_the_config_size(tmp_path):
+    import nibabel as nib
+
+    from jaxseg.data.nifti import load_case
+
+    label = np.zeros((40, 40, 24), np.uint8)
+    label[10:30, 12:28, 6:18] = 1
+    label[15:25, 15:25, 8:16] = 2
+    image = (label + np.random.default_rng(0).normal(size=label.shape)).astype(np.float32)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "case0.nii.gz")
+    nib.save(nib.Nifti1Image(label, affine), tmp_path / "case0_label.nii.gz")
+    raw = load_case(tmp_path / "case0.nii.gz", tmp_path / "case0_label.nii.gz", case_id="case0")
+    c = A.default_config("smoke", data="cardiac_like")
+    apply_overrides(c, ["data.source=nifti", "data.num_classes=3", "data.size=(32, 32, 16)"])
+    case = A.prepare_case(c, raw)
+    assert case.id == "case0" and case.image.shape == (32, 32, 16, 1)
+    assert case.spacing == pytest.approx((1.25, 1.25, 3.0))
+    assert set(np.unique(case.label)) == {0, 1, 2}
+    apply_overrides(c, ["data.num_classes=2"])
+    with pytest.raises(DataError, match="num_classes"):
+        A.prepare_case(c, raw)
+
+
+def test_prepare_sets_the_initial_atlas_and_updates_it_every_epoch(tmp_path):
+    c = _config(size=(16, 16), **{"atlas.rate": 0.5})
+    batch = _batch(c, n=8)
+    cases = [
+        Case(id=f"c{i}", image=x, label=y)
+        for i, (x, y) in enumerate(zip(batch["image"], batch["label"]))
+    ]
+    split = Split(labelled=cases, unlabelled=[], val=[], test_sets={})
+    state, hooks = A.METHOD.prepare(c, A.create_state(c, jax.random.key(0)), split, tmp_path)
+    images, labels = np.stack([x.image for x in cases]), np.stack([x.label for x in cases])
+    initial = A.initial_atlas(c, images, labels)
+    np.testing.assert_allclose(state.atlas["image"], initial["image"], atol=1e-6)
+    np.testing.assert_allclose(state.atlas["label"].sum(-1), 1.0, atol=1e-6)
+    (hook,) = hooks
+    assert hook.every == A.steps_per_epoch(c) == 2
+    updated = hook.fn(state, hook.every)
+    assert float(np.abs(updated.atlas["image"] - state.atlas["image"]).max()) > 0
+    for name in ("atlas/atlas_initial_image.nii.gz", "atlas/atlas_label.nii.gz"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "figures" / "atlas.png").is_file()
+    # the epoch length was computed from data.labelled: a split of another size is refused
+    short = Split(labelled=cases[:5], unlabelled=[], val=[], test_sets={})
+    with pytest.raises(ValueError, match=r"data\.labelled"):
+        A.prepare(c, state, short, tmp_path)
+
+
+def test_method_record():
+    m = A.METHOD
+    assert isinstance(m, Method) and m.name == "atlas_istn"
+    assert m.settings == A.SETTINGS and {"paper", "cpu", "smoke"} <= set(m.settings)
+    assert (m.create_state, m.make_train_step, m.predict) == (
+        A.create_state,
+        A.make_train_step,
+        A.predict,
+    )
+    assert (m.prepare_case, m.prepare, m.evaluate) == (A.prepare_case, A.prepare, A.evaluate)
+    for setting in m.settings:
+        c = m.default_config(setting)
+        assert c.method == "atlas_istn"
+        assert c.train.steps == c.train.epochs * A.steps_per_epoch(c)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +471,7 @@ def test_smoke_train_evaluate_refine(tmp_path):
     for test_set in ("clean", "corrupt"):
         entry = first[test_set]
         for output in ("itn", "one_pass", "refine"):
-            assert set(entry[output]["mean"]) == {"dice", "asd", "hd", "hd95"}
+            assert set(entry[output]["mean"]) == {"dice", "assd", "hausdorff", "hd95"}
             assert len(entry[output]["cases"]) == 4
             assert 0 <= entry[output]["mean"]["dice"] <= 1
         assert set(entry["inverse_consistency"]) == {"ic_dice", "mice"}
@@ -348,9 +480,9 @@ def test_smoke_train_evaluate_refine(tmp_path):
     import nibabel as nib
 
     config = load_config(f"{CONFIG}:smoke")
-    state, step = __import__("jaxseg.train.experiment", fromlist=["x"]).restore_state(
-        A, config, workdir
-    )
+    from jaxseg.train.experiment import restore_state
+
+    state, step = restore_state(A.METHOD, config, workdir)
     assert step == config.train.steps
     saved = np.asarray(nib.load(workdir / "atlas" / "atlas_image.nii.gz").dataobj)[:, :, 0]
     np.testing.assert_allclose(np.asarray(state.atlas["image"])[..., 0], saved, atol=1e-6)
@@ -374,46 +506,7 @@ def _strict_json(path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-def test_nifti_data_set_is_resampled_to_the_config_size(tmp_path):
-    import nibabel as nib
-
-    rng = np.random.default_rng(0)
-    for folder in ("imagesTr", "labelsTr"):
-        (tmp_path / folder).mkdir()
-    for i in range(3):
-        label = np.zeros((40, 40, 24), np.uint8)
-        label[10:30, 12:28, 6:18] = 1
-        label[15:25, 15:25, 8:16] = 2
-        image = (label + rng.normal(size=label.shape)).astype(np.float32)
-        affine = np.diag([1.0, 1.0, 2.0, 1.0])
-        nib.save(nib.Nifti1Image(image, affine), tmp_path / "imagesTr" / f"case{i}.nii.gz")
-        nib.save(nib.Nifti1Image(label, affine), tmp_path / "labelsTr" / f"case{i}.nii.gz")
-    c = A.default_config("smoke", data="cardiac_like")
-    apply_overrides(
-        c,
-        [
-            "data.source=nifti",
-            f"data.root={tmp_path}",
-            "data.train=2",
-            "data.test=1",
-            "data.num_classes=3",
-            "data.size=(32, 32, 16)",
-        ],
-    )
-    cases = A.load_cases(c)
-    assert [x.id for x in cases["labelled"]] == ["case0", "case1"]
-    (test,) = cases["test_sets"]["test"]
-    assert test.id == "case2" and test.image.shape == (32, 32, 16, 1)
-    assert test.spacing == pytest.approx((1.25, 1.25, 3.0))
-    assert set(np.unique(test.label)) == {0, 1, 2}
-    apply_overrides(c, ["data.num_classes=2"])
-    with pytest.raises(ValueError, match="num_classes"):
-        A.load_cases(c)
-
-
 def test_evaluate_writes_undefined_distances_as_null(tmp_path):
-    from jaxseg.data.case import Case
-
     config = _config(size=(16, 16))
     config.refine.steps = 2
     config.eval.update(num_figures=1, refine_lams=())
@@ -426,8 +519,10 @@ def test_evaluate_writes_undefined_distances_as_null(tmp_path):
     empty = Case(id="empty", image=image, label=np.zeros((16, 16), np.int32), spacing=(1.0, 1.0))
     result = A.evaluate(config, state, {"clean": [empty]}, out_dir=tmp_path)
     # A case without foreground has no surface distances: NaN in the result, null in the file.
-    assert math.isnan(result["clean"]["itn"]["cases"][0]["hd"])
+    assert math.isnan(result["clean"]["itn"]["cases"][0]["hausdorff"])
     written = _strict_json(tmp_path / "metrics.json")
     for output in ("itn", "one_pass", "refine"):
-        assert written["clean"][output]["cases"][0]["hd"] is None
-        assert written["clean"][output]["mean"]["hd"] is None
+        assert written["clean"][output]["cases"][0]["hausdorff"] is None
+        assert written["clean"][output]["mean"]["hausdorff"] is None
+    assert (tmp_path / "figures" / "clean_predictions.png").is_file()
+    assert (tmp_path / "figures" / "summary.png").is_file()

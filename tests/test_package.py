@@ -47,13 +47,15 @@ RULES = {
     "train": (
         {"jax", "flax", "optax", "orbax", "numpy", "ml_collections", "tqdm", "matplotlib"}
         | {"tensorboardX"},
-        {*PURE_CORE, "data", "train", "errors"},
+        {*PURE_CORE, "data", "train", "viz", "errors"},
     ),
     "methods": (
         # tqdm: progress of a method's own evaluation loop (Atlas-ISTN's per-case refinement).
         {"jax", "flax", "optax", "numpy", "ml_collections", "tqdm"},
-        {*PURE_CORE, "nn", "train", "data", "methods", "errors"},
+        {*PURE_CORE, "nn", "train", "data", "methods", "viz", "errors"},
     ),
+    # viz: the figures every method shares; numpy, matplotlib and the pure core only.
+    "viz": ({"numpy", "matplotlib"}, {*PURE_CORE}),
 }
 
 

@@ -2,8 +2,9 @@
 
     python experiments/atlas_istn/table.py RUN_DIR
 
-One row per test set and output (ITN, 1-pass, refinement at each lambda): Dice, ASD, HD and
-HD95 in pixels (mean ± std over the cases), then the inverse consistency (IC-Dice, MICE) and
+One row per test set and output (ITN, 1-pass, refinement at each lambda): Dice, ASSD (the
+symmetric average surface distance, the paper's "ASD"), Hausdorff (the paper's "HD") and HD95 in
+pixels (mean ± std over the cases), then the inverse consistency (IC-Dice, MICE) and
 subject-to-subject Dice of the 1-pass and refined transforms.
 """
 
@@ -23,7 +24,7 @@ def _cell(entry: dict, name: str, scale: float = 1.0, digits: int = 2) -> str:
 
 def tables(metrics: dict) -> str:
     lines = [
-        "| test set | output | Dice (%) | ASD (px) | HD (px) | HD95 (px) |",
+        "| test set | output | Dice (%) | ASSD (px) | Hausdorff (px) | HD95 (px) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     sets = [name for name, entry in metrics.items() if isinstance(entry, dict) and "itn" in entry]
@@ -32,8 +33,8 @@ def tables(metrics: dict) -> str:
             if "mean" not in entry:
                 continue
             lines.append(
-                f"| {test_set} | {output} | {_cell(entry, 'dice', 100)} | {_cell(entry, 'asd')} "
-                f"| {_cell(entry, 'hd')} | {_cell(entry, 'hd95')} |"
+                f"| {test_set} | {output} | {_cell(entry, 'dice', 100)} "
+                f"| {_cell(entry, 'assd')} | {_cell(entry, 'hausdorff')} | {_cell(entry, 'hd95')} |"
             )
     lines += [
         "",

@@ -34,7 +34,6 @@ import numbers
 import os
 import re
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +41,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxseg import viz
 from jaxseg.inference import sliding_window
 from jaxseg.metrics import METRICS, evaluate_case
 from jaxseg.metrics import largest_component as _largest_component
@@ -308,7 +308,7 @@ def evaluate(
             running = nanmean([r["dice"] for r in records])
             bar.set_postfix(dice="nan" if math.isnan(running) else f"{running:.4f}")
             if figures_dir is not None and len(records) <= num_figures:
-                _case_figure(
+                viz.case_figure(
                     os.path.join(figures_dir, f"{_file_stem(record['id'])}.png"),
                     np.asarray(case.image)[..., 0],
                     ref,
@@ -339,7 +339,7 @@ def evaluate(
     }
     result.update(metadata or {})
     if out_dir is not None:
-        _dice_figure(os.path.join(figures_dir, "dice.png"), records, result["mean"]["dice"])
+        viz.dice_figure(os.path.join(figures_dir, "dice.png"), records, result["mean"]["dice"])
         write_json_atomic(os.path.join(os.fspath(out_dir), "metrics.json"), json_safe(result))
     return result
 
@@ -429,129 +429,3 @@ def _file_stem(case_id: str) -> str:
     """A case id as a safe file name (no path separators or leading dots)."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", case_id).lstrip(".")
     return stem or "case"
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures
-
-
-def new_figure(figsize: tuple[float, float]):
-    """A matplotlib figure with an Agg canvas, outside pyplot's global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_png(fig, path: str) -> None:
-    """Write ``fig`` as a PNG through a temporary file and an atomic rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # A fresh name opened exclusively, so the file gets the usual permissions (unlike mkstemp).
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}.png")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _axial_slices(ref: np.ndarray) -> list[int]:
-    """Slices along the last axis at 25/50/75 % of the reference's foreground extent.
-
-    Without foreground the extent is the whole axis, so the middle slice is the volume's.
-    """
-    depth = ref.shape[-1]
-    present = np.flatnonzero((ref > 0).reshape(-1, depth).any(axis=0))
-    lo, hi = (int(present[0]), int(present[-1])) if present.size else (0, depth - 1)
-    return [lo + round(q * (hi - lo)) for q in (0.25, 0.5, 0.75)]
-
-
-def draw_contours(ax, labels: np.ndarray, color: str, width: float) -> None:
-    """Draw the outline of every foreground label of a 2D map (rows = y, columns = x)."""
-    for value in np.unique(labels):
-        if value == 0:
-            continue
-        mask = labels == value
-        if mask.all() or min(mask.shape) < 2:
-            continue
-        ax.contour(mask.astype(np.float32), levels=[0.5], colors=color, linewidths=width)
-
-
-def _case_figure(
-    path: str, image: np.ndarray, ref: np.ndarray, pred: np.ndarray, spacing, title: str
-) -> None:
-    """Axial slices of one case with the reference (green) and prediction (red) contours."""
-    from matplotlib.lines import Line2D
-
-    spacing = tuple(float(s) for s in spacing) if spacing else (1.0,) * image.ndim
-    if image.ndim == 2:
-        # As the image is stored (a PNG's rows): axis 0 top to bottom, axis 1 left to right.
-        slices = [(image, ref, pred, None)]
-        aspect = spacing[0] / spacing[1]
-    else:
-        # Axial slices, transposed: axis 0 runs left to right, axis 1 top to bottom.
-        slices = []
-        for k in _axial_slices(ref):
-            index = (*(0,) * (image.ndim - 3), slice(None), slice(None), k)
-            slices.append((image[index].T, ref[index].T, pred[index].T, k))
-        aspect = spacing[-2] / spacing[-3]
-    finite = image[np.isfinite(image)]
-    vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
-    if vmax <= vmin:
-        vmax = vmin + 1.0
-
-    fig = new_figure((3.6 * len(slices), 4.2))
-    axes = fig.subplots(1, len(slices), squeeze=False)[0]
-    for ax, (img, lab, prd, k) in zip(axes, slices):
-        ax.imshow(img, cmap="gray", vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
-        draw_contours(ax, lab, "#2ca02c", 1.6)
-        draw_contours(ax, prd, "#d62728", 1.0)
-        ax.set_title("2D" if k is None else f"axial slice {k}", fontsize=9)
-        ax.set_axis_off()
-    handles = [
-        Line2D([], [], color="#2ca02c", label="reference"),
-        Line2D([], [], color="#d62728", label="prediction"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    save_png(fig, path)
-
-
-def _dice_figure(path: str, records: Sequence[Mapping[str, Any]], mean: float) -> None:
-    """Per-case Dice, sorted, with a box plot and the mean."""
-    points = sorted(
-        ((r["dice"], r["id"]) for r in records if not math.isnan(r["dice"])), key=lambda p: p[0]
-    )
-    undefined = len(records) - len(points)
-    fig = new_figure((max(6.0, 0.25 * len(points) + 3.0), 4.0))
-    strip, box = fig.subplots(1, 2, width_ratios=[4, 1], sharey=True)
-    values = np.array([p[0] for p in points], dtype=np.float64)
-    ranks = np.arange(1, len(points) + 1)
-    if points:
-        strip.plot(ranks, values, "o", color="#1f77b4", markersize=5)
-        strip.axhline(mean, color="#d62728", linestyle="--", label=f"mean {mean:.4f}")
-        strip.legend(loc="lower right", fontsize=8)
-        if len(points) <= 40:
-            strip.set_xticks(ranks, [p[1] for p in points], rotation=90, fontsize=7)
-        strip.set_xlim(0.5, len(points) + 0.5)
-        box.boxplot(values, widths=0.5)
-        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
-        box.plot(1.0 + jitter, values, "o", color="#1f77b4", alpha=0.6, markersize=4)
-        box.axhline(mean, color="#d62728", linestyle="--")
-    else:
-        strip.text(0.5, 0.5, "no case has a defined Dice", ha="center", transform=strip.transAxes)
-    strip.set_xlabel("case (sorted by Dice)")
-    strip.set_ylabel("Dice")
-    strip.set_ylim(-0.02, 1.02)
-    strip.grid(alpha=0.3)
-    box.set_xticks([1], ["all"])
-    box.grid(alpha=0.3)
-    note = f", {undefined} undefined" if undefined else ""
-    fig.suptitle(f"Dice per case ({len(points)} cases{note})", fontsize=10)
-    save_png(fig, path)

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from jaxseg import viz
+
 __all__ = ["MetricsWriter", "plot_curves", "read_metrics", "write_json_atomic"]
 
 
@@ -125,37 +127,18 @@ def _ends_with_newline(path: str) -> bool:
 
 
 def plot_curves(workdir: str | os.PathLike, *, filename: str = "curves.png") -> str:
-    """Plot every metric of ``<workdir>/metrics.jsonl`` against the step.
+    """Plot every metric of ``<workdir>/metrics.jsonl`` against the step
+    (:func:`jaxseg.viz.curves_figure`): one panel per metric name, written to
+    ``<workdir>/figures/<filename>``. Returns the path written.
 
-    One panel per metric name; writes ``<workdir>/figures/<filename>`` and returns its path.
-    Raises FileNotFoundError if there are no metrics.
+    Raises:
+      FileNotFoundError: if there are no metrics.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     workdir = os.fspath(workdir)
-    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    path = os.path.join(workdir, "metrics.jsonl")
+    records = read_metrics(path)
     if not records:
-        raise FileNotFoundError(f"no metrics in {os.path.join(workdir, 'metrics.jsonl')}")
-    names = sorted({k for r in records for k in r if k != "step"})
-    cols = min(3, max(1, len(names)))
-    rows = max(1, math.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        points = [(r["step"], r[name]) for r in records if r.get(name) is not None]
-        ax.plot(
-            [p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None
-        )
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    fig.tight_layout()
+        raise FileNotFoundError(f"no metrics in {path}")
     out = os.path.join(workdir, "figures", filename)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    viz.curves_figure(records, out)
     return out

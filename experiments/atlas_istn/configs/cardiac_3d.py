@@ -8,10 +8,12 @@ Settings:
 * ``cpu``: 40 training phantoms at 32^3, 40 epochs of batch 2 (800 steps).
 * ``smoke``: 8 phantoms at 32^3, 2 epochs.
 
-Any NIfTI data set in the Medical Segmentation Decathlon layout (imagesTr/, labelsTr/) can be
-used instead: ``--set data.source=nifti --set data.root=DIR --set data.num_classes=K
---set data.size=(128,128,128)`` (cases are resampled to ``data.size`` and z-scored; the last
-``data.test`` cases are the test set)::
+Any NIfTI data set in the Medical Segmentation Decathlon or nnU-Net raw layout can be used
+instead: ``--set data.source=nifti --set data.root=DIR --set data.num_classes=K
+--set "data.size=(128,128,128)" --set data.labelled=N --set data.test=M`` (the test set is
+imagesTs/labelsTs when both exist, otherwise ``data.test`` training cases held out by
+``data.split_seed``; ``data.labelled`` of the others, in a seeded order, are trained on;
+every case is resampled to ``data.size`` and z-scored)::
 
     jaxseg train experiments/atlas_istn/configs/cardiac_3d.py:smoke --workdir runs/cardiac
 """

@@ -9,12 +9,18 @@ Settings:
   cases, 30 epochs, fade-in at epoch 3; refinement also at lambda 50 and 5000 (Fig. 8).
 * ``smoke``: 8 training cases at 32 x 32, 2 epochs.
 
-The released PNG set is used with ``--set data.root=DIR`` (the folder holding ``clean/``,
-``corrupt/`` and the CSV lists); without it the built-in generator
-(:func:`jaxseg.data.synthetic.letter_b`) draws the same kind of cases::
+By default the built-in generator (:func:`jaxseg.data.synthetic.letter_b`, ``data.source =
+"synthetic"``) draws the cases; the released PNG set is read with ``--set data.source=png2d
+--set data.root=DIR`` (the folder holding ``clean/``, ``corrupt/`` and the CSV lists: the first
+``data.labelled`` cases of train.csv, and ``data.test`` of val.csv as "clean" and of
+test.corrupt.csv as "corrupt")::
 
     jaxseg train experiments/atlas_istn/configs/letter_b.py:cpu --workdir runs/letter_b \\
-        --set data.root=DIR
+        --set data.source=png2d --set data.root=DIR
+
+Epoch counts (``train.epochs``, ``train.decay_epochs``, ``loss.fade_epoch``,
+``loss.fade_width``) are in epochs, the paper's unit; ``train.steps`` follows
+``train.epochs * (data.labelled // data.labelled_batch)``.
 
 Expected (``cpu`` on the released data): see experiments/atlas_istn/README.md.
 """
