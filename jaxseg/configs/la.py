@@ -51,9 +51,15 @@ def get_config(setting: str = "paper"):
         labelled_batch=2,
         unlabelled_batch=2,
     )
-    c.data.synthetic.update(
-        family="la_like", train=80, val=0, test=20, shape=(112, 112, 80), spacing=(0.625,) * 3
-    )
+    # The built-in phantoms (data.source = "synthetic"), the size of LA by default.
+    c.data.synthetic = {
+        "family": "la_like",
+        "train": 80,
+        "val": 0,
+        "test": 20,
+        "shape": (112, 112, 80),
+        "spacing": (0.625,) * 3,
+    }
     c.model.update(n_filters=16, normalization="batchnorm", has_dropout=True)
     c.train.update(steps=PAPER_ITERATIONS, checkpoint_every=1000, log_every=10, eval_every=0)
     c.eval.update(patch=(112, 112, 80), stride=(18, 18, 4), batch_size=1, checkpoint="last")

@@ -12,7 +12,7 @@ engine reads, with neutral defaults:
 ``data``
     the data source and split (:mod:`jaxseg.data.sources`: ``source``, ``root``, ``labelled``,
     ``unlabelled``, ``val``, ``test``, ``split_seed``, ``split_file``, ``labels``, ``spacing``,
-    ``intensity``, ``clip``, ``synthetic``), and the batches: ``patch``, ``labelled_batch``,
+    ``intensity``, ``clip``, and any section of the source's own), and the batches: ``patch``, ``labelled_batch``,
     ``unlabelled_batch`` (two-stream batches, :mod:`jaxseg.data.pipeline`), ``augment``,
     ``num_workers`` (-1: automatic).
 ``model``, ``loss``
@@ -78,14 +78,6 @@ def base_config() -> ml_collections.ConfigDict:
             "spacing": (),
             "intensity": "keep",
             "clip": (),
-            "synthetic": {
-                "family": "",
-                "train": 0,
-                "val": 0,
-                "test": 0,
-                "shape": (),
-                "spacing": (),
-            },
             "patch": (),
             "labelled_batch": 2,
             "unlabelled_batch": 0,
@@ -154,7 +146,7 @@ def load_config(
     spec: str | os.PathLike, overrides: Sequence[str] = ()
 ) -> ml_collections.ConfigDict:
     """The config of ``spec`` = ``FILE.py[:setting]`` or ``NAME[:setting]`` (a config shipped
-    in :mod:`jaxseg.configs`, e.g. ``sassnet:paper``) with ``overrides`` applied.
+    in :mod:`jaxseg.configs`, e.g. ``NAME:paper``) with ``overrides`` applied.
 
     The module must define ``get_config(setting)``; without ``:setting`` it is called with no
     argument (its default setting). ``overrides`` are ``key=value`` strings, see

@@ -205,7 +205,7 @@ def run_experiment(
     workdir = Path(workdir)
     check_run_directory(workdir, config)
     split = load_data(method, config, ids=_run_split_ids(workdir))
-    # No unlabelled stream without unlabelled items per batch (e.g. the supervised baseline).
+    # No unlabelled stream without unlabelled items per batch (a fully supervised method).
     unlabelled = split.unlabelled if int(config.data.unlabelled_batch) > 0 else []
     mesh = make_mesh()
     devices = mesh.shape["data"]

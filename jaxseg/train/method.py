@@ -21,8 +21,9 @@ have defaults that fit a segmentation network evaluated by sliding windows:
     method-specific preprocessing of every case the data source gives (e.g. resampling to the
     fixed grid of a registration network), applied lazily; default: the case unchanged.
 ``prepare(config, state, split, workdir) -> (state, hooks)``
-    the fresh state completed from the training data (e.g. an initial atlas) and
-    :class:`jaxseg.train.Hook` objects run by the loop (e.g. an epoch-end atlas update); default:
+    the fresh state completed from the training data (e.g. an initial template built from the
+    cases) and :class:`jaxseg.train.Hook` objects run by the loop (e.g. an epoch-end update of
+    that template); default:
     the state unchanged and no hook.
 ``evaluate(config, state, test_sets, *, out_dir, progress, metadata) -> result`` or None
     a method's own test protocol (several outputs per case, test-time refinement), writing
