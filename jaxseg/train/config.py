@@ -12,9 +12,9 @@ engine reads, with neutral defaults:
 ``data``
     the data source and split (:mod:`jaxseg.data.sources`: ``source``, ``root``, ``labelled``,
     ``unlabelled``, ``val``, ``test``, ``split_seed``, ``split_file``, ``labels``, ``spacing``,
-    ``intensity``, ``clip``, and any section of the source's own), and the batches: ``patch``, ``labelled_batch``,
-    ``unlabelled_batch`` (two-stream batches, :mod:`jaxseg.data.pipeline`), ``augment``,
-    ``num_workers`` (-1: automatic).
+    ``intensity``, ``clip``, and any section of the source's own), and the batches:
+    ``patch``, ``labelled_batch``, ``unlabelled_batch`` (two-stream batches,
+    :mod:`jaxseg.data.pipeline`), ``augment``, ``num_workers`` (-1: automatic).
 ``model``, ``loss``
     the method's network and loss settings.
 ``optim``
