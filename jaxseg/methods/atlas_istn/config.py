@@ -83,9 +83,12 @@ def default_config(setting: str = "paper", *, data: str = "letter_b") -> ml_coll
     )
     # letter B: drawn at 128 x 128 (1 mm pixels) and resampled to data.size as the released
     # PNGs; cardiac: a 128 mm field of view.
-    c.data.synthetic.update(
+    c.data.synthetic = ml_collections.ConfigDict(
         {
             "family": data,
+            "train": 0,  # the references below: data.labelled and data.test
+            "val": 0,
+            "test": 0,
             "shape": (128, 128) if not three_d else (64, 64, 64),
             "spacing": () if not three_d else (2.0, 2.0, 2.0),
         }
