@@ -52,7 +52,8 @@ def folders(tmp_path_factory):
 
 VNET = ["data.test=2", "data.labelled=2", "data.val=0", "data.labels=(1,)"]
 VNET += ["data.intensity=zscore", "train.steps=2", "train.eval_every=0", "train.checkpoint_every=2"]
-ATLAS = ["data.test=2", "data.num_classes=6", "train.epochs=1", "data.batch_size=2"]
+ATLAS = ["data.test=2", "data.labelled=4", "data.num_classes=6", "train.epochs=1"]
+ATLAS += ["data.labelled_batch=2"]
 RUNS = {
     "supervised": ("supervised:smoke", VNET),
     "sassnet": ("sassnet:smoke", VNET),

@@ -136,9 +136,12 @@ def test_exact_resume(tmp_path):
     mb = read_metrics(tmp_path / "b" / "metrics.jsonl")
     assert [r["step"] for r in mb] == list(range(1, 11))
     for ra, rb in zip(ma, mb, strict=True):
-        assert ra.keys() == rb.keys() == {"step", "loss", "grad_norm"}
+        assert ra.keys() == rb.keys() == {"step", "loss", "grad_norm", "wall_time"}
         np.testing.assert_allclose(rb["loss"], ra["loss"], rtol=1e-6)
         np.testing.assert_allclose(rb["grad_norm"], ra["grad_norm"], rtol=1e-5)
+    # The wall time of the resumed run continues from its step-6 record: it never goes back.
+    times = [r["wall_time"] for r in mb]
+    assert times == sorted(times) and times[0] > 0
     # training changed the parameters
     assert not np.allclose(
         a.nets["seg"].params["Conv_0"]["kernel"],

@@ -49,6 +49,7 @@ from jaxseg.train.loop import train
 from jaxseg.train.method import Method
 from jaxseg.train.optim import learning_rate
 from jaxseg.train.state import device_put_batch, make_mesh, replicate
+from jaxseg.viz import seeds_figure
 
 __all__ = [
     "BEST_METRIC",
@@ -205,7 +206,7 @@ def run_experiment(
     workdir = Path(workdir)
     check_run_directory(workdir, config)
     split = load_data(method, config, ids=_run_split_ids(workdir))
-    # No unlabelled stream without unlabelled items per batch (a fully supervised method).
+    # No unlabelled stream without unlabelled items per batch (labelled items only).
     unlabelled = split.unlabelled if int(config.data.unlabelled_batch) > 0 else []
     mesh = make_mesh()
     devices = mesh.shape["data"]
@@ -443,25 +444,5 @@ def run_seeds(
     }
     summary = json_safe(summary)
     write_json_atomic(workdir / "seeds.json", summary)
-    _plot_seeds(dice, workdir / "figures" / "seeds.png", str(config.method))
+    seeds_figure(dice, workdir / "figures" / "seeds.png", str(config.method))
     return summary
-
-
-def _plot_seeds(dice: dict[str, list[float]], path: Path, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(1.2 + 1.0 * len(dice), 3.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for i, values in enumerate(dice.values()):
-        values = np.asarray(values, float)
-        ax.scatter(np.full(values.shape, i), values, s=12, alpha=0.7)
-        ax.hlines(np.nanmean(values), i - 0.3, i + 0.3, color="k")
-    ax.set_xticks(range(len(dice)), [f"seed {s}" for s in dice])
-    ax.set_ylabel("test Dice")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
