@@ -15,7 +15,6 @@ checkpoints, eval/metrics.json, training curves and prediction figures).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from jaxseg.atomic import write_text
 from jaxseg.geometry import (
     compose,
     folding_fraction,
@@ -61,9 +61,7 @@ def smooth_velocity(
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _figures(out: Path, image, moved, label, moved_label, disp, det, residual, sdm) -> list[Path]:

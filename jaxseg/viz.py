@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from jaxseg.atomic import atomic_path
 
 __all__ = [
     "atlas_figure",
@@ -55,19 +56,8 @@ def new_figure(figsize: tuple[float, float]):
 def save_png(fig, path: str | os.PathLike) -> None:
     """Write ``fig`` as a PNG (100 dpi) through a temporary file and an atomic rename, creating
     the parent folder."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # A fresh name opened exclusively, so the file gets the usual permissions (unlike mkstemp).
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}.png")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def draw_contours(ax, labels: np.ndarray, color: str, width: float) -> None:

@@ -52,14 +52,15 @@ RULES = {
     # absl: grain's worker processes need its flags parsed (see jaxseg.data.pipeline).
     "data": (
         {"jax", "numpy", "scipy", "grain", "nibabel", "h5py", "PIL", "absl", "matplotlib"},
-        {*PURE_CORE, "data", "errors"},
+        {*PURE_CORE, "data", "atomic", "errors"},
     ),
     # train is generic: it reads data through the source registry and the pipelines only (no
     # reader), runs the pure core, and never imports a network, a method or a config.
     "train": (
         {"jax", "flax", "optax", "orbax", "numpy", "ml_collections", "tqdm", "matplotlib"}
         | {"tensorboardX"},
-        {*PURE_CORE, "data.sources", "data.pipeline", "data.case", "train", "viz", "errors"},
+        {*PURE_CORE, "data.sources", "data.pipeline", "data.case", "train", "viz", "atomic"}
+        | {"errors"},
     ),
     "methods": (
         # tqdm: progress of a method's own evaluation loop (Atlas-ISTN's per-case refinement).
@@ -69,7 +70,9 @@ RULES = {
     # The shipped configs: values on the engine's base config, nothing else.
     "configs": ({"ml_collections"}, {"configs", "train.config"}),
     # viz: the figures every method shares; numpy, matplotlib and the pure core only.
-    "viz": ({"numpy", "matplotlib"}, {*PURE_CORE}),
+    "viz": ({"numpy", "matplotlib"}, {*PURE_CORE, "atomic"}),
+    # atomic file writes: the standard library only.
+    "atomic": (set(), set()),
 }
 
 

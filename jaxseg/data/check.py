@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseg.atomic import write_text
 from jaxseg.data.case import Case
 from jaxseg.data.files import describe
 from jaxseg.data.la_h5 import LA_FILENAME, la_list_cases, la_split, load_la_case
@@ -377,10 +378,7 @@ def main(
         return 2
     print(report.format_table(), flush=True)
     if json_path is not None:
-        json_path = Path(json_path)
-        tmp = json_path.with_name(f".{json_path.name}.tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        os.replace(tmp, json_path)
+        write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report.ok else 1
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from jaxseg.atomic import atomic_path
 from jaxseg.data.case import Case
 from jaxseg.data.files import (
     CaseFiles,
@@ -275,16 +275,8 @@ def save_nifti(
     if header is None:
         img.header.set_xyzt_units("mm", "sec")
 
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{suffix}")
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -12,30 +12,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 from jaxseg import viz
+from jaxseg.atomic import write_json, write_text
 
 __all__ = ["MetricsWriter", "plot_curves", "read_metrics", "write_json_atomic"]
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and an atomic rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`jaxseg.atomic.write_json`)."""
+    write_json(path, obj)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -83,10 +71,7 @@ class MetricsWriter:
         kept = [r for r in records if int(r["step"]) <= step]
         if len(kept) == len(records) and _ends_with_newline(self.path):
             return
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)))
-        with os.fdopen(fd, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class TensorBoardWriter:
