@@ -1,5 +1,9 @@
 """jaxseg.nn: parameter counts of the reference configurations, shapes, train/eval behaviour."""
 
+import functools
+import re
+
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -202,22 +206,58 @@ def test_modules_jit_and_run_in_bfloat16():
 @pytest.mark.parametrize(
     "strides,kernel,padding", [(1, 3, 1), (2, 2, 0), (1, 1, 0), (2, 4, 1), (3, 3, 2)]
 )
-def test_cpu_convolution_forms_equal_the_direct_convolution(monkeypatch, strides, kernel, padding):
-    """The CPU forms of 3D convolutions (2D-slice sums, block products) compute lax's function,
-    values and gradients, on a non-cubic input with odd sizes."""
-    conv = layers.conv(6, kernel, 3, strides=strides, padding=padding)
+def test_sliced_convolution_forms_equal_the_direct_convolution(strides, kernel, padding):
+    """The sliced forms of 3D convolutions (2D-slice sums, space-to-depth) compute lax's
+    function, values and gradients, on a non-cubic input with odd sizes, with the same
+    parameters."""
     x = jax.random.normal(KEY, (2, 7, 6, 5, 3))
-    variables = conv.init(KEY, x)
 
-    def value_and_grads(enabled):
-        monkeypatch.setattr(layers, "CPU_CONV_REWRITES", enabled)
+    def value_and_grads(impl):
+        conv = layers.conv(6, kernel, 3, strides=strides, padding=padding, impl=impl)
+        variables = conv.init(KEY, x)
         f = jax.jit(lambda v, x: jnp.sum(jnp.sin(conv.apply(v, x))))
-        return f(variables, x), jax.jit(jax.grad(f, argnums=(0, 1)))(variables, x)
+        return variables, f(variables, x), jax.jit(jax.grad(f, argnums=(0, 1)))(variables, x)
 
-    (value, grads), (direct, direct_grads) = value_and_grads(True), value_and_grads(False)
+    (variables, value, grads) = value_and_grads("sliced")
+    (direct_variables, direct, direct_grads) = value_and_grads("lax")
+    chex.assert_trees_all_equal(variables, direct_variables)
     np.testing.assert_allclose(value, direct, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(direct_grads), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_sliced_forms_are_used_where_chosen():
+    """ "sliced" and "auto" on CPU lower a 3D convolution to 2D ones; "lax" keeps it 3D."""
+    conv = functools.partial(layers.conv, 4, 3, 3)
+    x = jnp.ones((1, 8, 8, 8, 2))
+    variables = conv().init(KEY, x)
+
+    def convolution_ranks(impl):
+        text = jax.jit(conv(impl=impl).apply).lower(variables, x).as_text()
+        return {
+            len(line.split("x")) for line in re.findall(r"convolution.*?-> tensor<([^>]*)>", text)
+        }
+
+    assert convolution_ranks("lax") == {6}  # 5 dimensions and the dtype
+    assert convolution_ranks("sliced") == {5}
+    if jax.default_backend() == "cpu":
+        assert convolution_ranks("auto") == {5}
+
+
+def test_networks_pass_the_convolution_choice_down():
+    """The same variables give the same outputs with either choice; an unknown one raises."""
+    x = jax.random.normal(KEY, (1, 16, 16, 16, 1))
+    variables = VNet(n_filters=4).init(KEY, x, train=False)
+    outs = {
+        impl: VNet(n_filters=4, conv_impl=impl).apply(variables, x, train=False)
+        for impl in ("lax", "sliced")
+    }
+    np.testing.assert_allclose(outs["sliced"]["seg"], outs["lax"]["seg"], rtol=1e-4, atol=1e-5)
+    for module in (VNet(conv_impl="xla"), UNet(conv_impl="xla"), AtlasSTN(conv_impl="xla")):
+        with pytest.raises(ValueError, match="conv_impl must be one of"):
+            module.init(KEY, x, train=False)
+    with pytest.raises(ValueError, match="conv_impl must be one of"):
+        Discriminator3D(conv_impl="xla").init(KEY, x, x, train=False)
 
 
 def test_transposed_convolution_equals_flax_conv_transpose():

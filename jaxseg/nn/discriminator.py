@@ -20,12 +20,13 @@ class Discriminator3D(nn.Module):
 
     ``__call__(sdm, image, *, train)``: ``sdm`` ``(B, *S, n_classes)`` and ``image``
     ``(B, *S, C)``, ``S`` divisible by 16; returns ``{"logits": (B, 2)}``. In training mode it
-    needs a ``"dropout"`` rng.
+    needs a ``"dropout"`` rng. ``conv_impl``: see :data:`jaxseg.nn.layers.CONV_IMPLS`.
     """
 
     ndf: int = 64
     dropout_rate: float = 0.5
     dtype: layers.Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, sdm: jax.Array, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -39,7 +40,16 @@ class Discriminator3D(nn.Module):
             )
 
         def down(features: int, name: str):
-            return layers.conv(features, 4, d, strides=2, padding=1, dtype=self.dtype, name=name)
+            return layers.conv(
+                features,
+                4,
+                d,
+                strides=2,
+                padding=1,
+                dtype=self.dtype,
+                impl=self.conv_impl,
+                name=name,
+            )
 
         x = down(self.ndf, "sdm_conv")(sdm) + down(self.ndf, "image_conv")(image)
         for i, mult in enumerate((2, 4, 8)):

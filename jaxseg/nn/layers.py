@@ -12,18 +12,27 @@ function (see :mod:`jaxseg.interop.torch`):
 * linear upsampling aligns voxel centres (``align_corners=False``).
 
 XLA's CPU backend runs 3D convolutions through a generic loop that is several times slower than
-its 2D convolutions and matrix products. On CPU, :func:`conv` therefore computes the same
-function differently (:data:`CPU_CONV_REWRITES`): a stride-1 3D convolution as the sum over the
-first kernel axis of 2D convolutions of shifted slices (3-5x faster forward and backward), and a
-convolution whose kernel is a multiple of its stride (V-Net's down-sampling, the
-discriminator's 4^3 stride-2 layers) as a stride-1 one on the space-to-depth
-rearrangement. The transposed convolution with kernel = stride is a matrix product followed by a
-depth-to-space reshape on every backend. The results equal the direct
-convolutions up to float32 summation order; other backends use ``lax.conv_general_dilated``.
+its 2D convolutions and matrix products. :func:`conv` can therefore compute the same function in
+"sliced" forms: a stride-1 3D convolution as the sum over the first kernel axis of 2D
+convolutions of shifted slices (3-5x faster forward and backward on CPU), and a convolution whose
+kernel is a multiple of its stride (V-Net's down-sampling, the discriminator's 4^3 stride-2
+layers) as a stride-1 one on the space-to-depth rearrangement. The choice is the ``impl``
+argument of :func:`conv`, one of :data:`CONV_IMPLS`, which every network takes as its
+``conv_impl`` field:
+
+* ``"auto"`` (the default): the sliced forms when JAX's default backend is the CPU (decided at
+  trace time), ``lax.conv_general_dilated`` otherwise;
+* ``"lax"``: always ``lax.conv_general_dilated``;
+* ``"sliced"``: always the sliced forms (where they apply), on any backend.
+
+The choice changes neither the parameters nor the function: the results equal the direct
+convolutions up to float32 summation order. The transposed convolution with kernel = stride is a
+matrix product followed by a depth-to-space reshape with every choice.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -34,10 +43,14 @@ from jax import lax
 NORMALIZATIONS = ("none", "batchnorm", "groupnorm", "instancenorm")
 TORCH_KERNEL_INIT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 Dtype = Any
+#: The ways :func:`conv` computes a convolution (see the module docstring).
+CONV_IMPLS = ("auto", "lax", "sliced")
 
-#: Use the CPU forms of 3D convolutions described in the module docstring when JAX's default
-#: backend is the CPU. Set to False to time or test the direct ``lax`` convolutions.
-CPU_CONV_REWRITES = True
+
+def check_conv_impl(impl: str) -> None:
+    """Raise ValueError unless ``impl`` is one of :data:`CONV_IMPLS`."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
 
 
 def _conv_general_dilated(
@@ -52,8 +65,11 @@ def _conv_general_dilated(
     batch_group_count=1,
     precision=None,
     preferred_element_type=None,
+    *,
+    impl: str,
 ):
-    """``lax.conv_general_dilated`` with the CPU forms of channels-last 3D convolutions."""
+    """``lax.conv_general_dilated``, or its sliced form for channels-last 3D convolutions when
+    ``impl`` is "sliced", or "auto" on the CPU backend."""
     kwargs = {
         "lhs_dilation": lhs_dilation,
         "rhs_dilation": rhs_dilation,
@@ -63,9 +79,9 @@ def _conv_general_dilated(
         "precision": precision,
         "preferred_element_type": preferred_element_type,
     }
+    sliced = impl == "sliced" or (impl == "auto" and jax.default_backend() == "cpu")
     if not (
-        CPU_CONV_REWRITES
-        and jax.default_backend() == "cpu"
+        sliced
         and lhs.ndim == 5
         and not isinstance(padding, str)
         and all(d in (None, 1) or tuple(d) == (1,) * 3 for d in (lhs_dilation, rhs_dilation))
@@ -128,9 +144,12 @@ def conv(
     strides: int = 1,
     padding: int | None = None,
     dtype: Dtype = jnp.float32,
+    impl: str = "auto",
     name: str | None = None,
 ) -> nn.Conv:
-    """A ``kernel^spatial_dims`` convolution padded by ``padding`` (default ``kernel // 2``)."""
+    """A ``kernel^spatial_dims`` convolution padded by ``padding`` (default ``kernel // 2``),
+    computed as ``impl`` (one of :data:`CONV_IMPLS`) says; ``impl`` changes no parameter."""
+    check_conv_impl(impl)
     pad = kernel // 2 if padding is None else padding
     return nn.Conv(
         features,
@@ -139,7 +158,7 @@ def conv(
         padding=[(pad, pad)] * spatial_dims,
         kernel_init=TORCH_KERNEL_INIT,
         dtype=dtype,
-        conv_general_dilated=_conv_general_dilated,
+        conv_general_dilated=functools.partial(_conv_general_dilated, impl=impl),
         name=name,
     )
 

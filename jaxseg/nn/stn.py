@@ -34,13 +34,15 @@ class AtlasSTN(nn.Module):
 
     ``__call__(x, *, train)`` takes ``(B, *S, C)`` with ``S`` divisible by 16 and returns
     ``{"velocity": (B, *S/2, N), "translation", "rotation", "log_scale"}``. ``train`` is
-    accepted for a uniform interface; the network has no train-time behaviour.
+    accepted for a uniform interface; the network has no train-time behaviour. ``conv_impl``:
+    see :data:`jaxseg.nn.layers.CONV_IMPLS`.
     """
 
     spatial_dims: int = 3
     features: tuple[int, int, int] = (16, 16, 32)
     fc_features: int = 32
     dtype: layers.Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
@@ -49,7 +51,9 @@ class AtlasSTN(nn.Module):
         f1, f2, f3 = self.features
 
         def conv(features, name, strides=1):
-            return layers.conv(features, 3, d, strides=strides, dtype=self.dtype, name=name)
+            return layers.conv(
+                features, 3, d, strides=strides, dtype=self.dtype, impl=self.conv_impl, name=name
+            )
 
         x1 = conv(x.shape[-1], "down1", strides=2)(x)
         x1 = nn.relu(conv(f1, "conv21")(x1))

@@ -26,6 +26,7 @@ class UNet(nn.Module):
 
     ``__call__(x, *, train)`` takes ``(B, *S, C_in)`` with ``S`` divisible by
     ``2 ** (len(features) - 1)`` and returns ``{"logits": (B, *S, num_classes)}``.
+    ``conv_impl``: see :data:`jaxseg.nn.layers.CONV_IMPLS`.
     """
 
     spatial_dims: int = 3
@@ -37,6 +38,7 @@ class UNet(nn.Module):
     upsample: str = "linear"
     normalization: str = "none"
     dtype: layers.Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @classmethod
     def itn(cls, spatial_dims: int, num_classes: int, **kwargs) -> UNet:
@@ -63,7 +65,12 @@ class UNet(nn.Module):
     def _stages(self, x, count: int, features: int, name: str, train: bool):
         for i in range(count):
             x = layers.conv(
-                features, 3, self.spatial_dims, dtype=self.dtype, name=f"{name}_conv{i}"
+                features,
+                3,
+                self.spatial_dims,
+                dtype=self.dtype,
+                impl=self.conv_impl,
+                name=f"{name}_conv{i}",
             )(x)
             x = layers.normalize(
                 x, self.normalization, train=train, dtype=self.dtype, name=f"{name}_norm{i}"
@@ -94,7 +101,13 @@ class UNet(nn.Module):
                 skips.append(x)
                 if self.downsample == "conv":
                     x = layers.conv(
-                        features, 3, d, strides=2, dtype=self.dtype, name=f"down{level}"
+                        features,
+                        3,
+                        d,
+                        strides=2,
+                        dtype=self.dtype,
+                        impl=self.conv_impl,
+                        name=f"down{level}",
                     )(x)
                 else:
                     x = nn.max_pool(x, (2,) * d, strides=(2,) * d)
@@ -107,5 +120,7 @@ class UNet(nn.Module):
                 x = layers.conv_transpose(features, 2, d, dtype=self.dtype, name=f"up{level}")(x)
             x = jnp.concatenate([x, skips[level]], axis=-1)
             x = self._stages(x, self.decoder_convs, features, f"decoder{level}", train)
-        logits = layers.conv(self.num_classes, 1, d, dtype=self.dtype, name="head")(x)
+        logits = layers.conv(
+            self.num_classes, 1, d, dtype=self.dtype, impl=self.conv_impl, name="head"
+        )(x)
         return {"logits": logits}

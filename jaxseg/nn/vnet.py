@@ -18,12 +18,15 @@ class ConvBlock(nn.Module):
     stages: int
     normalization: str = "batchnorm"
     dtype: layers.Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         d = x.ndim - 2
         for i in range(self.stages):
-            x = layers.conv(self.features, 3, d, dtype=self.dtype, name=f"conv{i}")(x)
+            x = layers.conv(
+                self.features, 3, d, dtype=self.dtype, impl=self.conv_impl, name=f"conv{i}"
+            )(x)
             x = layers.normalize(
                 x, self.normalization, train=train, dtype=self.dtype, name=f"norm{i}"
             )
@@ -39,6 +42,7 @@ class Resample(nn.Module):
     up: bool
     normalization: str = "batchnorm"
     dtype: layers.Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -47,7 +51,14 @@ class Resample(nn.Module):
             x = layers.conv_transpose(self.features, 2, d, dtype=self.dtype, name="conv")(x)
         else:
             x = layers.conv(
-                self.features, 2, d, strides=2, padding=0, dtype=self.dtype, name="conv"
+                self.features,
+                2,
+                d,
+                strides=2,
+                padding=0,
+                dtype=self.dtype,
+                impl=self.conv_impl,
+                name="conv",
             )(x)
         x = layers.normalize(x, self.normalization, train=train, dtype=self.dtype, name="norm")
         return nn.relu(x)
@@ -69,7 +80,8 @@ class VNet(nn.Module):
     ``2 ** (len(stages) - 1)`` (16 by default), and returns
     ``{"seg": (B, *S, n_classes) logits, "sdm": (B, *S, n_classes) tanh outputs in [-1, 1]}``.
     In training mode it needs a ``"dropout"`` rng when ``has_dropout`` and mutates
-    ``"batch_stats"`` with batch normalisation.
+    ``"batch_stats"`` with batch normalisation. ``conv_impl`` (one of
+    :data:`jaxseg.nn.layers.CONV_IMPLS`) chooses how convolutions are computed, not what.
     """
 
     n_classes: int = 1
@@ -79,13 +91,14 @@ class VNet(nn.Module):
     dropout_rate: float = 0.5
     stages: Sequence[int] = (1, 2, 3, 3, 3)
     dtype: layers.Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
         layers.check_normalization(self.normalization)
         depth = len(self.stages)
         layers.check_input(x, x.ndim - 2, 2 ** (depth - 1), "VNet")
-        kw = {"normalization": self.normalization, "dtype": self.dtype}
+        kw = {"normalization": self.normalization, "dtype": self.dtype, "conv_impl": self.conv_impl}
         skips = []
         for level, stages in enumerate(self.stages):
             features = self.n_filters * 2**level
@@ -105,6 +118,7 @@ class VNet(nn.Module):
         if self.has_dropout:
             x = layers.channel_dropout(x, self.dropout_rate, train=train)
         d = x.ndim - 2
-        sdm = layers.conv(self.n_classes, 1, d, dtype=self.dtype, name="sdm_head")(x)
-        seg = layers.conv(self.n_classes, 1, d, dtype=self.dtype, name="seg_head")(x)
+        head = {"dtype": self.dtype, "impl": self.conv_impl}
+        sdm = layers.conv(self.n_classes, 1, d, **head, name="sdm_head")(x)
+        seg = layers.conv(self.n_classes, 1, d, **head, name="seg_head")(x)
         return {"seg": seg, "sdm": jnp.tanh(sdm)}

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import jax.scipy.ndimage as jnd
 import numpy as np
 
-from benchmarks import harness
+from jaxseg.bench import harness
 from jaxseg.demo import smooth_velocity
 from jaxseg.geometry import identity_grid, integrate_svf, warp
 

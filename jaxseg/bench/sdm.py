@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from scipy import ndimage as ndi
 
-from benchmarks.harness import compare, format_row, save
+from jaxseg.bench.harness import compare, main
 from jaxseg.shape import signed_distance_map
 
 BATCH_SHAPE = (4, 112, 112, 80)
@@ -70,7 +70,8 @@ def reference_sdm(masks: np.ndarray) -> np.ndarray:
     return out
 
 
-def _has_skimage() -> bool:
+def has_skimage() -> bool:
+    """Whether scikit-image (the reference's ``find_boundaries``) is installed."""
     try:
         import skimage.segmentation  # noqa: F401
     except ImportError:
@@ -84,7 +85,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     masks = atrium_like_masks()
     label = "x".join(map(str, BATCH_SHAPE))
     batched = jax.jit(jax.vmap(signed_distance_map))
-    peer = (lambda: reference_sdm(masks)) if _has_skimage() else None
+    peer = (lambda: reference_sdm(masks)) if has_skimage() else None
     expected = reference_sdm(masks) if peer is not None else None
 
     def extra(out: jax.Array) -> dict[str, Any]:
@@ -122,7 +123,4 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    results = run()
-    for row in results:
-        print(format_row(row))
-    save("sdm", results)
+    main("sdm")

@@ -22,7 +22,7 @@ import functools
 import jax
 import numpy as np
 
-from benchmarks import harness
+from jaxseg.bench import harness
 from jaxseg.methods import atlas_istn
 
 

@@ -15,10 +15,17 @@ no targets; XLA's 3D convolutions on CPU are slower than PyTorch's oneDNN ones):
 - ``discriminator fwd+bwd 4x112x112x80``: forward in training mode, cross-entropy on the two
   logits, gradients with respect to the parameters (no update).
 
-PyTorch runs with ``harness.cpu_threads()`` threads and is skipped when not installed (JAX then
-uses a seeded Flax initialisation). ``python -m benchmarks.nets --jax-only [--quick] [--rows NAME
-...]`` times the JAX side alone and prints its rows as JSON, so that an XLA option can be measured
-in a fresh process: ``XLA_FLAGS="--xla_cpu_..." python -m benchmarks.nets --jax-only`` (XLA reads
+JAX runs the networks with ``conv_impl="auto"`` (the sliced convolution forms of
+:mod:`jaxseg.nn.layers` on CPU); on the CPU backend every row also times the direct ``lax``
+convolutions (``conv_impl="lax"``) and records them as ``lax_timing`` with
+``sliced_speedup`` = lax / auto. On other backends the two are the same computation.
+
+PyTorch runs with ``harness.cpu_threads()`` threads. Its networks are the test helpers of the
+repository's ``tests/torch_reference.py``, so the peer runs from a checkout with PyTorch
+installed; otherwise JAX uses a seeded Flax initialisation and the rows have no peer.
+``python -m jaxseg.bench.nets --jax-only [--quick] [--conv-impl IMPL] [--rows NAME ...]`` times
+the JAX side alone and prints its rows as JSON, so that an XLA option can be measured in a fresh
+process: ``XLA_FLAGS="--xla_cpu_..." python -m jaxseg.bench.nets --jax-only`` (XLA reads
 ``XLA_FLAGS`` once, when JAX starts its backend; an unknown flag aborts the process).
 
 XLA CPU options
@@ -68,17 +75,19 @@ and input gradients of strided 3D convolutions are emitted as plain loops (a 3x3
 convolution of 2x64^3 took 0.4-0.8 s forward against 0.06-0.08 s in PyTorch; the discriminator's
 training-mode forward 1.75 s at 4x112x112x80, its gradients the other ~54 s of the row).
 
-So ``jaxseg.nn.layers`` computes the same functions differently on CPU
-(``layers.CPU_CONV_REWRITES``): a stride-1 3D convolution as a sum of 2D convolutions over
+So ``jaxseg.nn.layers`` can compute the same functions differently (``conv_impl="sliced"``,
+the default ``"auto"`` on CPU): a stride-1 3D convolution as a sum of 2D convolutions over
 shifted slices, a strided one (kernel a multiple of the stride) as a stride-1 convolution of the
 space-to-depth rearrangement, and the kernel = stride transposed convolution as one matrix
-product. The rows measure that default; ``results/nets-cpu.json`` has the figures.
+product. The rows measure that default against the direct ``lax`` convolutions;
+``benchmarks/results/nets-cpu.json`` in the repository has the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -90,9 +99,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks import harness
+from jaxseg.bench import harness
 from jaxseg.interop.torch import import_state_dict
 from jaxseg.nn import Discriminator3D, VNet
+from jaxseg.nn.layers import CONV_IMPLS
 
 PEER_NAME = "pytorch"
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
@@ -122,26 +132,44 @@ def _inputs(shape: tuple[int, ...], seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+def _test_helper(tests: Path, name: str) -> Any:
+    """The module ``tests/<name>.py`` of the checkout, imported under its own name (the
+    helpers import each other by top-level name)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, tests / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _torch():
-    """The torch module and the reference-network helpers, or None when torch is missing."""
+    """The torch module and the reference networks of the checkout's
+    ``tests/torch_reference.py``, or None when torch is missing or jaxseg does not run from a
+    checkout."""
+    tests = Path(__file__).resolve().parents[2] / "tests"
     try:
         import torch
     except ImportError:
         return None
-    tests = str(Path(__file__).resolve().parents[1] / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import torch_reference
-
+    if not (tests / "torch_reference.py").is_file():
+        return None
+    _test_helper(tests, "reference_names")
+    torch_reference = _test_helper(tests, "torch_reference")
     torch.set_num_threads(harness.cpu_threads())
     return torch, torch_reference
+
+
+def _flax_module(name: str, conv_impl: str) -> Any:
+    """The jaxseg network ``name`` ("vnet" or "discriminator3d") computing with ``conv_impl``."""
+    return VNet(conv_impl=conv_impl) if name == "vnet" else Discriminator3D(conv_impl=conv_impl)
 
 
 def _variables(name: str, module: Any, shapes: list[tuple[int, ...]]) -> dict[str, Any]:
     """The reference network's weights as Flax variables, or a seeded Flax init without it."""
     if module is not None:
         return import_state_dict(name, {k: v.numpy() for k, v in module.state_dict().items()})
-    flax_module = VNet() if name == "vnet" else Discriminator3D()
+    flax_module = _flax_module(name, "auto")
     inputs = [jnp.zeros((1, 16, 16, 16, s[-1])) for s in shapes]
     return flax_module.init(jax.random.key(0), *inputs, train=False)
 
@@ -156,8 +184,10 @@ def dice_loss(score: jax.Array, target: jax.Array) -> jax.Array:
     return 1 - (2 * intersect + smooth) / (jnp.sum(score**2) + jnp.sum(target**2) + smooth)
 
 
-def _jax_vnet_train(variables: dict[str, Any], data: dict[str, np.ndarray]) -> Callable[[], Any]:
-    model = VNet()
+def _jax_vnet_train(
+    variables: dict[str, Any], data: dict[str, np.ndarray], conv_impl: str
+) -> Callable[[], Any]:
+    model = _flax_module("vnet", conv_impl)
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(LR, momentum=MOMENTUM))
     image, seg, sdm = (jnp.asarray(data[k]) for k in ("image", "seg", "sdm"))
 
@@ -194,14 +224,19 @@ def _jax_vnet_train(variables: dict[str, Any], data: dict[str, np.ndarray]) -> C
     return run
 
 
-def _jax_vnet_eval(variables: dict[str, Any], data: dict[str, np.ndarray]) -> Callable[[], Any]:
-    forward = jax.jit(lambda v, x: VNet().apply(v, x, train=False))
+def _jax_vnet_eval(
+    variables: dict[str, Any], data: dict[str, np.ndarray], conv_impl: str
+) -> Callable[[], Any]:
+    model = _flax_module("vnet", conv_impl)
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
     image = jnp.asarray(data["image"])
     return lambda: forward(variables, image)
 
 
-def _jax_disc_grad(variables: dict[str, Any], data: dict[str, np.ndarray]) -> Callable[[], Any]:
-    model = Discriminator3D()
+def _jax_disc_grad(
+    variables: dict[str, Any], data: dict[str, np.ndarray], conv_impl: str
+) -> Callable[[], Any]:
+    model = _flax_module("discriminator3d", conv_impl)
     sdm, image = jnp.asarray(data["sdm"]), jnp.asarray(data["image"])
     batch = image.shape[0]
     labels = jnp.arange(batch) < batch // 2
@@ -287,8 +322,9 @@ _TORCH = {
 # ------------------------------------------------------------------------------------ rows
 
 
-def _setup(name: str, *, with_peer: bool):
-    """``(ours, peer or None, extra fields)`` for row ``name``."""
+def _setup(name: str, *, with_peer: bool, conv_impl: str = "auto"):
+    """``(ours, peer or None, extra fields, variables)`` for row ``name``, ours computing
+    convolutions as ``conv_impl``."""
     kind, shape = ROWS[name]
     data = _inputs(shape)
     ref = _torch() if with_peer else None
@@ -300,40 +336,42 @@ def _setup(name: str, *, with_peer: bool):
         module = torch_reference.build(network)
     n_inputs = 2 if network == "discriminator3d" else 1
     variables = _variables(network, module, [shape] * n_inputs)
-    ours = _JAX[kind](variables, data)
+    ours = _JAX[kind](variables, data, conv_impl)
     peer = None if ref is None else _TORCH[kind](ref[0], module, data)
-    extra: dict[str, Any] = {"input_shape": list(shape)}
+    extra: dict[str, Any] = {"input_shape": list(shape), "conv_impl": conv_impl}
     if kind == "vnet_eval" and peer is not None:
         seg_ours = np.asarray(ours()["seg"])
         seg_peer = np.moveaxis(peer()["seg"].numpy(), 1, -1)
         extra["max_abs_diff"] = float(np.max(np.abs(seg_ours - seg_peer)))
-    return ours, peer, extra
+    return ours, peer, extra, variables
 
 
 def run(quick: bool = False) -> list[dict]:
+    """Every row of :data:`ROWS` against PyTorch; on CPU also with the ``lax`` convolutions."""
     rows = []
     for name in ROWS:
-        ours, peer, extra = _setup(name, with_peer=True)
-        rows.append(
-            harness.compare(
-                name,
-                ours,
-                peer,
-                peer_name=PEER_NAME,
-                target=None,
-                **_repeats(ROWS[name][1], quick),
-                **extra,
-            )
-        )
+        timing = _repeats(ROWS[name][1], quick)
+        ours, peer, extra, variables = _setup(name, with_peer=True)
+        row = harness.compare(name, ours, peer, peer_name=PEER_NAME, **timing, **extra)
         del ours, peer
+        if jax.default_backend() == "cpu":
+            kind, shape = ROWS[name]
+            lax_form = _JAX[kind](variables, _inputs(shape), "lax")
+            row["lax_timing"] = harness.measure(lax_form, **timing)
+            row["sliced_speedup"] = row["lax_timing"]["median_s"] / row["ours"]["median_s"]
+            del lax_form
+        rows.append(row)
     return rows
 
 
-def jax_only(names: list[str] | None = None, *, quick: bool = False) -> list[dict]:
-    """The JAX side of rows ``names`` (all by default), timed alone in this process."""
+def jax_only(
+    names: list[str] | None = None, *, quick: bool = False, conv_impl: str = "auto"
+) -> list[dict]:
+    """The JAX side of rows ``names`` (all by default) computing convolutions as ``conv_impl``,
+    timed alone in this process."""
     rows = []
     for name in names or list(ROWS):
-        ours, _, extra = _setup(name, with_peer=False)
+        ours, _, extra, _ = _setup(name, with_peer=False, conv_impl=conv_impl)
         timing = harness.measure(ours, **_repeats(ROWS[name][1], quick))
         rows.append({"name": name, **extra, "ours": timing})
         del ours
@@ -341,12 +379,13 @@ def jax_only(names: list[str] | None = None, *, quick: bool = False) -> list[dic
 
 
 def _jax_only_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.nets --jax-only")
+    parser = argparse.ArgumentParser(prog="python -m jaxseg.bench.nets --jax-only")
     parser.add_argument("--jax-only", action="store_true", required=True)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto", help="default: auto")
     parser.add_argument("--rows", nargs="*", choices=list(ROWS), help="rows (default: all)")
     args = parser.parse_args(argv)
-    print(json.dumps(jax_only(args.rows, quick=args.quick)))
+    print(json.dumps(jax_only(args.rows, quick=args.quick, conv_impl=args.conv_impl)))
 
 
 if __name__ == "__main__":

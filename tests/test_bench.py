@@ -1,0 +1,140 @@
+"""jaxseg.bench: the smoke suite through the harness, the output files and where they go."""
+
+import importlib
+import json
+import math
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+import jaxseg.bench
+from jaxseg.bench import SUITES, harness, run_suites, smoke
+
+PLATFORM = jax.devices()[0].platform
+
+
+def _strict_json(path: Path):
+    """The parsed file; NaN or Infinity (not JSON) raise."""
+
+    def reject(constant):
+        raise ValueError(f"{path} holds {constant}")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def _tree(directory: Path) -> set[str]:
+    return {str(p.relative_to(directory)) for p in directory.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke suite run from an empty working directory with ``out`` elsewhere: its exit
+    status, the output directory and the working directory."""
+    cwd, out = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("base") / "results"
+    package = _tree(Path(jaxseg.bench.__file__).parent)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        status = run_suites(["smoke"], out=out)
+    assert _tree(Path(jaxseg.bench.__file__).parent) == package
+    return status, out, cwd
+
+
+def test_smoke_suite_writes_json_with_the_device_and_finite_timings(smoke_run):
+    status, out, _ = smoke_run
+    assert status == 0
+    result = _strict_json(out / f"smoke-{PLATFORM}.json")
+    assert result["suite"] == "smoke" and result["quick"] is False
+    device = result["device"]
+    assert device["platform"] == PLATFORM and device["usable_cpus"] >= 1
+    assert {"jaxseg", "jax", "jaxlib", "flax", "numpy"} <= set(device["packages"])
+    names = [row["name"] for row in result["rows"]]
+    assert names == [
+        "sdm 2x16x16x16",
+        "hd95+asd 24x24x24",
+        "integrate_svf 7 steps 16x16x16",
+        "supervised iteration 2x16x16x16 (smoke)",
+    ]
+    for row in result["rows"]:
+        timing = row["ours"]
+        assert timing["repeats"] == 3
+        assert 0 < timing["min_s"] <= timing["median_s"] <= timing["max_s"] < 60, row["name"]
+        if "peer_timing" in row:
+            speedup = row["peer_timing"]["median_s"] / timing["median_s"]
+            assert math.isclose(row["speedup"], speedup), row["name"]
+    assert result["rows"][-1]["iterations_per_s"] == pytest.approx(
+        1 / result["rows"][-1]["ours"]["median_s"]
+    )
+
+
+def test_smoke_suite_writes_a_markdown_table_beside_the_json(smoke_run):
+    _, out, _ = smoke_run
+    text = (out / f"smoke-{PLATFORM}.md").read_text()
+    rows = _strict_json(out / f"smoke-{PLATFORM}.json")["rows"]
+    lines = text.splitlines()
+    assert lines[0] == f"# smoke on {PLATFORM}"
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0].startswith("| row | jaxseg | peer |")
+    assert [line.split(" | ")[0][2:] for line in table[2:]] == [row["name"] for row in rows]
+
+
+def test_results_go_only_to_out(smoke_run):
+    _, out, cwd = smoke_run
+    assert _tree(out) == {f"smoke-{PLATFORM}.json", f"smoke-{PLATFORM}.md"}
+    assert _tree(cwd) == set()
+
+
+def _fake_rows(target):
+    return [harness.compare("noop", lambda: 1, lambda: 1, peer_name="noop", target=target)]
+
+
+@pytest.mark.parametrize("target,status", [(None, 0), (1e9, 1)])
+def test_without_out_nothing_is_written_and_a_missed_target_fails(
+    tmp_path, monkeypatch, capsys, target, status
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(smoke, "run", lambda quick: _fake_rows(target))
+    assert run_suites(["smoke"]) == status
+    assert "results not saved" in capsys.readouterr().out
+    assert _tree(tmp_path) == set()
+
+
+def test_unknown_suites_run_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(smoke, "run", lambda quick: pytest.fail("ran a suite"))
+    assert run_suites(["smoke", "nosuch"], out=tmp_path) == 2
+    assert "nosuch" in capsys.readouterr().out
+    assert _tree(tmp_path) == set()
+
+
+def test_non_finite_values_are_saved_as_null(tmp_path):
+    rows = _fake_rows(None)
+    rows[0]["value"] = float("nan")
+    path = harness.save("fake", rows, directory=tmp_path / "new", quick=True)
+    assert path == tmp_path / "new" / f"fake-{PLATFORM}.json"
+    saved = _strict_json(path)
+    assert saved["quick"] is True and saved["rows"][0]["value"] is None
+
+
+def test_every_suite_module_is_listed_and_runnable():
+    modules = {m.name for m in pkgutil.iter_modules(jaxseg.bench.__path__)}
+    assert modules - {"harness", "__main__"} == set(SUITES)
+    assert "smoke" not in jaxseg.bench.DEFAULT_SUITES
+    for name in SUITES:
+        module = importlib.import_module(f"jaxseg.bench.{name}")
+        assert callable(module.run), name
+
+
+def test_command_line_rejects_an_unknown_suite(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxseg.bench", "--out", "res", "nosuch"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "available" in done.stdout and "smoke" in done.stdout
+    assert _tree(tmp_path) == set()
