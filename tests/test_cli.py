@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxseg.cli import build_parser, main
 
-COMMANDS = ["demo", "train", "evaluate", "predict", "bench", "data"]
+COMMANDS = ["demo", "configs", "train", "evaluate", "predict", "bench", "data"]
 
 
 def test_help_lists_the_commands_of_the_design():
@@ -54,10 +54,11 @@ def test_data_check_flags_a_bad_case(tmp_path, capsys):
     assert json.loads(report.read_text())
 
 
-def test_bench_outside_a_checkout_says_so(tmp_path, monkeypatch, capsys):
+def test_bench_names_an_unknown_suite_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["bench"]) == 2
-    assert "benchmarks/" in capsys.readouterr().err
+    assert main(["bench", "--suite", "nosuch", "--out", str(tmp_path / "out")]) == 2
+    assert "nosuch" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_demo_writes_metrics_and_figures(tmp_path):
@@ -81,3 +82,18 @@ def test_demo_writes_metrics_and_figures(tmp_path):
     assert len(result["cases"]) == 2 and 0.0 <= result["mean"]["dice"] <= 1.0
     assert (run / "figures" / "curves.png").is_file()
     assert len(list((run / "eval" / "figures").glob("*.png"))) == 3
+
+
+def test_configs_lists_the_shipped_configs_with_their_settings(capsys):
+    from jaxseg.methods import get_method
+
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert {"supervised", "sassnet", "dtml"} <= set(names)
+    for name in names:
+        # Every listed name loads as NAME:smoke into a config of a registered method.
+        from jaxseg.train.config import load_config
+
+        config = load_config(f"{name}:smoke")
+        assert get_method(config.method).name == config.method

@@ -9,7 +9,7 @@ Implementation note: interpolation gathers from the flattened image with one int
 per output voxel and constant offsets for the ``2**N`` corners. On CPU this lets XLA fuse index
 arithmetic, the scalar gathers and the weighting into one loop; it measured about 3.5x faster
 than ``jax.scipy.ndimage.map_coordinates`` and slightly faster than PyTorch's ``grid_sample`` at
-128^3 (see ``benchmarks/svf.py``). The ``"zeros"`` mode pads the image with one zero voxel on
+128^3 (see :mod:`jaxseg.bench.svf`). The ``"zeros"`` mode pads the image with one zero voxel on
 every side and then samples the padded image with clamped coordinates, which gives exactly the
 zero-padding semantics of ``grid_sample`` (each out-of-range corner contributes 0).
 """

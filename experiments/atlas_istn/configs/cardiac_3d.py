@@ -1,4 +1,6 @@
-"""Atlas-ISTN in 3D on the built-in multi-structure cardiac-like phantoms (5 structures).
+"""The config shipped as ``jaxseg.configs.atlas_istn_3d`` (``jaxseg train atlas_istn_3d:SETTING``).
+
+Atlas-ISTN in 3D on the built-in multi-structure cardiac-like phantoms (5 structures).
 
 Settings:
 
@@ -18,8 +20,6 @@ every case is resampled to ``data.size`` and z-scored)::
     jaxseg train experiments/atlas_istn/configs/cardiac_3d.py:smoke --workdir runs/cardiac
 """
 
-from jaxseg.methods import atlas_istn
+from jaxseg.configs.atlas_istn_3d import SETTINGS, get_config
 
-
-def get_config(setting: str = "paper"):
-    return atlas_istn.default_config(setting, data="cardiac_like")
+__all__ = ["SETTINGS", "get_config"]

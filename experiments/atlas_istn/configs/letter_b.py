@@ -1,4 +1,6 @@
-"""Atlas-ISTN on letter B, the 2D proof of concept of Sinclair et al. 2022 (section 3.1).
+"""The config shipped as ``jaxseg.configs.atlas_istn`` (``jaxseg train atlas_istn:SETTING``).
+
+Atlas-ISTN on letter B, the 2D proof of concept of Sinclair et al. 2022 (section 3.1).
 
 Settings:
 
@@ -25,8 +27,6 @@ Epoch counts (``train.epochs``, ``train.decay_epochs``, ``loss.fade_epoch``,
 Expected (``cpu`` on the released data): see experiments/atlas_istn/README.md.
 """
 
-from jaxseg.methods import atlas_istn
+from jaxseg.configs.atlas_istn import SETTINGS, get_config
 
-
-def get_config(setting: str = "paper"):
-    return atlas_istn.default_config(setting, data="letter_b")
+__all__ = ["SETTINGS", "get_config"]
