@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxseg.atomic import write_text
 from jaxseg.train.evaluate import json_safe
 
 #: Every suite, by module name in :mod:`jaxseg.bench`. ``smoke`` (tiny sizes, seconds) runs only
@@ -188,12 +189,6 @@ def markdown_table(suite: str, rows: list[dict[str, Any]], info: dict[str, Any])
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save(
     suite: str, rows: list[dict[str, Any]], *, directory: str | os.PathLike, quick: bool = False
 ) -> Path:
@@ -211,8 +206,8 @@ def save(
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rows": rows,
     }
-    _write(path, json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
-    _write(path.with_suffix(".md"), markdown_table(suite, rows, info))
+    write_text(path, json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
+    write_text(path.with_suffix(".md"), markdown_table(suite, rows, info))
     return path
 
 
