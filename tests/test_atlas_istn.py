@@ -452,6 +452,7 @@ def _jaxseg(*args, cwd):
     return run
 
 
+@pytest.mark.slow
 def test_smoke_train_evaluate_refine(tmp_path):
     workdir = tmp_path / "run"
     _jaxseg("train", f"{CONFIG}:smoke", "--workdir", str(workdir), "--no-progress", cwd=tmp_path)

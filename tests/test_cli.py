@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from jaxseg.cli import build_parser, main
 
@@ -61,6 +62,7 @@ def test_bench_names_an_unknown_suite_and_writes_nothing(tmp_path, monkeypatch, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_demo_writes_metrics_and_figures(tmp_path):
     workdir = tmp_path / "demo"
     argv = ["demo", "--workdir", str(workdir), "--size", "32", "--train-steps", "2"]

@@ -21,6 +21,8 @@ from jaxseg.train import read_metrics
 from jaxseg.train.config import load_config
 from jaxseg.train.experiment import restore_state
 
+pytestmark = pytest.mark.slow  # end-to-end runs through the CLI
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "experiments" / "{}" / "configs" / "la.py") + ":smoke"
 # Smoke runs: 32^3 phantoms, a 4-filter V-Net; short.

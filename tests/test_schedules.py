@@ -67,6 +67,7 @@ def test_iterations_unit_is_not_rescaled():
     assert [float(schedule(c)) for c in (9, 10, 39)] == pytest.approx([0.01, 1e-3, 1e-5])
 
 
+@pytest.mark.slow
 def test_cli_run_logs_the_scaled_learning_rate_and_ramp(tmp_path):
     """The acceptance run: sassnet smoke at 40 steps logs lr_seg and lr_disc every step, decayed
     after iterations 17 and 34, and the adversarial weight ramps over the whole run (unit
