@@ -45,7 +45,8 @@ RULES = {
     # optax for the nets suite's optimizer, and the optional peers.
     "bench": (
         {"jax", "numpy", "scipy", "optax", "torch", "monai", "medpy", "skimage"},
-        {*PURE_CORE, "nn", "interop", "data", "train", "methods", "demo", "bench", "errors"},
+        {*PURE_CORE, "nn", "interop", "data", "train", "methods", "demo", "bench", "atomic"}
+        | {"errors"},
     ),
     # absl: grain's worker processes need its flags parsed (see jaxseg.data.pipeline).
     "data": (
