@@ -92,9 +92,9 @@ def test_train_runs_a_shipped_config(installed):
 
 
 def test_the_smoke_benchmark_runs_from_the_installed_package(installed):
-    python, _, work = installed
+    _, jaxseg, work = installed
     out = work / "bench"
-    _run([python, "-m", "jaxseg.bench", "--out", out, "smoke"], cwd=work)
+    _run([jaxseg, "bench", "--suite", "smoke", "--out", out], cwd=work)
     platform = jax.devices()[0].platform
     assert {p.name for p in out.iterdir()} == {f"smoke-{platform}.json", f"smoke-{platform}.md"}
     assert len(json.loads((out / f"smoke-{platform}.json").read_text())["rows"]) == 4
