@@ -9,8 +9,9 @@ losses.
 
 Schedules (``sigmoid_rampup``, ``linear_rampup``, ``cosine_rampdown``, ``gaussian_warmup`` and the
 factory ``consistency_weight``) are pure functions of the step: they accept a traced step inside
-``jax.jit`` and return a float32 scalar, so a resumed run recomputes the same weight from the
-step count alone.
+``jax.jit`` and return a float32 scalar (float64 when ``jax_enable_x64`` is on, the precision
+of the reference's Python floats), so a resumed run recomputes the same weight from the step
+count alone.
 
 How the reference training scripts combine these terms (``y``: labels of the ``lb`` labelled
 volumes, first in the batch; ``t``: iterations completed before the current one):
@@ -446,9 +447,14 @@ def smoothness(disp: jax.Array, *, penalty: str = "l2") -> jax.Array:
 # ramps and weight schedules
 
 
+def _schedule_dtype() -> jnp.dtype:
+    """The dtype of the schedules: float32, or float64 when ``jax_enable_x64`` is on."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
 def _length(length: float | jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(length > 0, a divisor that is length where positive and 1 elsewhere)``."""
-    length = jnp.asarray(length, jnp.float32)
+    length = jnp.asarray(length, _schedule_dtype())
     positive = length > 0
     return positive, jnp.where(positive, length, 1.0)
 
@@ -465,10 +471,10 @@ def sigmoid_rampup(step: int | jax.Array, length: float | jax.Array) -> jax.Arra
       length: ramp length in the same unit as ``step``.
 
     Returns:
-      float32 of the shape of ``step``.
+      float32 (float64 with ``jax_enable_x64``) of the shape of ``step``.
     """
     positive, safe = _length(length)
-    current = jnp.clip(jnp.asarray(step, jnp.float32), 0.0, safe)
+    current = jnp.clip(jnp.asarray(step, safe.dtype), 0.0, safe)
     phase = 1.0 - current / safe
     return jnp.where(positive, jnp.exp(-5.0 * phase * phase), 1.0)
 
@@ -485,10 +491,10 @@ def linear_rampup(step: int | jax.Array, length: float | jax.Array) -> jax.Array
       length: ramp length in the same unit as ``step``.
 
     Returns:
-      float32 of the shape of ``step``.
+      float32 (float64 with ``jax_enable_x64``) of the shape of ``step``.
     """
     positive, safe = _length(length)
-    ramp = jnp.clip(jnp.asarray(step, jnp.float32) / safe, 0.0, 1.0)
+    ramp = jnp.clip(jnp.asarray(step, safe.dtype) / safe, 0.0, 1.0)
     return jnp.where(positive, ramp, 1.0)
 
 
@@ -504,10 +510,10 @@ def cosine_rampdown(step: int | jax.Array, length: float | jax.Array) -> jax.Arr
       length: ramp length in the same unit as ``step``.
 
     Returns:
-      float32 of the shape of ``step``.
+      float32 (float64 with ``jax_enable_x64``) of the shape of ``step``.
     """
     positive, safe = _length(length)
-    current = jnp.clip(jnp.asarray(step, jnp.float32), 0.0, safe)
+    current = jnp.clip(jnp.asarray(step, safe.dtype), 0.0, safe)
     return jnp.where(positive, 0.5 * (jnp.cos(jnp.pi * current / safe) + 1.0), 0.0)
 
 
@@ -526,9 +532,9 @@ def gaussian_warmup(
       length: ramp length in the unit of ``step``.
 
     Returns:
-      float32 of the shape of ``step``.
+      float32 (float64 with ``jax_enable_x64``) of the shape of ``step``.
     """
-    return jnp.asarray(weight, jnp.float32) * sigmoid_rampup(step, length)
+    return jnp.asarray(weight, _schedule_dtype()) * sigmoid_rampup(step, length)
 
 
 def consistency_weight(
@@ -552,8 +558,8 @@ def consistency_weight(
       step_divisor: number of steps per ramp unit, a positive integer.
 
     Returns:
-      ``schedule(step) -> float32`` of the shape of ``step``, pure and jit-able with a traced
-      integer step.
+      ``schedule(step) -> float32`` (float64 with ``jax_enable_x64``) of the shape of
+      ``step``, pure and jit-able with a traced integer step.
     """
     if int(step_divisor) != step_divisor or step_divisor < 1:
         raise ValueError(

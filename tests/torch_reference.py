@@ -130,7 +130,7 @@ class VNet(nn.Module):
 class FC3DDiscriminator(nn.Module):
     """SASSNet discriminator on (SDM map, image); the final average pool is a global mean."""
 
-    def __init__(self, num_classes=1, ndf=64, n_channel=1):
+    def __init__(self, num_classes=1, ndf=64, n_channel=1, dropout=0.5):
         super().__init__()
         self.conv0 = nn.Conv3d(num_classes, ndf, 4, 2, 1)
         self.conv1 = nn.Conv3d(n_channel, ndf, 4, 2, 1)
@@ -138,7 +138,8 @@ class FC3DDiscriminator(nn.Module):
         self.conv3 = nn.Conv3d(2 * ndf, 4 * ndf, 4, 2, 1)
         self.conv4 = nn.Conv3d(4 * ndf, 8 * ndf, 4, 2, 1)
         self.classifier = nn.Linear(8 * ndf, 2)
-        self.dropout = nn.Dropout3d(0.5)
+        # The reference always has Dropout3d(0.5); ``dropout=0`` (parity tests) removes it.
+        self.dropout = nn.Dropout3d(dropout) if dropout else nn.Identity()
 
     def forward(self, sdm, image):
         act = lambda t: F.leaky_relu(t, 0.2)

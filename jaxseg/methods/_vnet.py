@@ -22,12 +22,16 @@ from jaxseg.train.optim import make_optimizer, schedule_steps
 
 
 def vnet(config: Any) -> VNet:
-    """The V-Net of ``config.model``: one output channel (sigmoid segmentation, tanh SDM)."""
+    """The V-Net of ``config.model``: one output channel (sigmoid segmentation, tanh SDM).
+
+    It computes in the dtype of its parameters and input (``dtype=None``): float32 for the
+    float32 state of :func:`init_vnet`, float64 for a state and batch cast to float64."""
     return VNet(
         n_classes=1,
         n_filters=config.model.n_filters,
         normalization=config.model.normalization,
         has_dropout=config.model.has_dropout,
+        dtype=None,
     )
 
 
@@ -83,8 +87,8 @@ def supervised_terms(
 ) -> dict[str, jax.Array]:
     """Soft Dice (over all labelled voxels at once, as the reference) and binary cross-entropy
     of the segmentation logits ``(B, *S)`` against ``label == 1``, on the items with
-    ``labelled`` ``(B,)`` true."""
-    target = (label == 1).astype(jnp.float32)
+    ``labelled`` ``(B,)`` true, in the dtype of the logits."""
+    target = label == 1
     dice = losses.dice_loss(jax.nn.sigmoid(seg_logits), target, weights=labelled)
     bce = losses.binary_cross_entropy_with_logits(seg_logits, target, weights=labelled)
     return {"dice": dice, "bce": bce}
@@ -92,9 +96,9 @@ def supervised_terms(
 
 def hard_dice(seg_logits: jax.Array, label: jax.Array, labelled: jax.Array) -> jax.Array:
     """Dice of the thresholded prediction on the labelled items (a training metric)."""
-    w = labelled.astype(jnp.float32).reshape((-1,) + (1,) * (label.ndim - 1))
-    pred = (seg_logits > 0).astype(jnp.float32) * w
-    ref = (label == 1).astype(jnp.float32) * w
+    w = labelled.astype(seg_logits.dtype).reshape((-1,) + (1,) * (label.ndim - 1))
+    pred = (seg_logits > 0).astype(seg_logits.dtype) * w
+    ref = (label == 1).astype(seg_logits.dtype) * w
     return 2 * jnp.sum(pred * ref) / jnp.maximum(jnp.sum(pred) + jnp.sum(ref), 1.0)
 
 

@@ -28,6 +28,7 @@ segmentation, ``"sdm"`` the mask ``sigmoid(-k sdm)`` of ``M_d``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -73,8 +74,8 @@ def make_train_step(config: Any):
     def step(state: TrainState, batch, key):
         nets = state.nets
         image, label, labelled = batch["image"], batch["label"], batch["labelled"]
-        target = (label == 1).astype(jnp.float32)
-        w = schedule(state.step)
+        target = label == 1
+        w_step = schedule(state.step)
         seg_key, sdm_key = jax.random.split(key)
 
         def loss_fn(params):
@@ -89,9 +90,11 @@ def make_train_step(config: Any):
             loss_seg = 0.5 * (terms["bce"] + terms["dice"])
             loss_sdm = dice_loss(sdm_to_mask(sdm, k), target, weights=labelled)
             if sdm_l1:
-                target_sdm = jax.vmap(signed_distance_map)(target.astype(jnp.int32))
+                sdm_of = functools.partial(signed_distance_map, dtype=sdm.dtype)
+                target_sdm = jax.vmap(sdm_of)(target.astype(jnp.int32))
                 loss_sdm = loss_sdm + sdm_l1 * mae(sdm, target_sdm, weights=labelled)
             consistency = dual_task_consistency(sdm, logits, k=k)
+            w = w_step.astype(consistency.dtype)
             loss = loss_seg + loss_sdm + factor * w * consistency
             metrics = {
                 "loss": loss,

@@ -28,6 +28,7 @@ reference ``test_LA.py`` evaluates.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -46,7 +47,8 @@ __all__ = ["METHOD", "create_state", "default_config", "make_train_step", "make_
 
 
 def _discriminator(config: Any) -> Discriminator3D:
-    return Discriminator3D(ndf=config.model.get("disc_filters", 64))
+    # dtype None: computes in the dtype of its parameters and inputs (float32 or float64).
+    return Discriminator3D(ndf=config.model.get("disc_filters", 64), dtype=None)
 
 
 def default_config(setting: str = "paper") -> ml_collections.ConfigDict:
@@ -97,7 +99,8 @@ def make_updates(config: Any):
         seg, disc = state.nets["seg"], state.nets["disc"]
         image, label, labelled = batch["image"], batch["label"], batch["labelled"]
         unlabelled = jnp.logical_not(labelled)
-        target_sdm = jax.vmap(signed_distance_map)((label == 1).astype(jnp.int32))
+        sdm_of = functools.partial(signed_distance_map, dtype=image.dtype)
+        target_sdm = jax.vmap(sdm_of)((label == 1).astype(jnp.int32))
         w_adv = adv_schedule(state.step)
 
         def generator_loss(params):
@@ -108,7 +111,8 @@ def make_updates(config: Any):
             d_logits = disc_module.apply(disc.variables, out["sdm"], image, train=False)["logits"]
             # Every unlabelled item should look labelled (class 1) to the discriminator.
             adv = generator_adversarial_loss(d_logits, weights=unlabelled)
-            loss = terms["dice"] + beta * sdm_mse + w_adv * adv + bce_weight * terms["bce"]
+            w = w_adv.astype(adv.dtype)
+            loss = terms["dice"] + beta * sdm_mse + w * adv + bce_weight * terms["bce"]
             metrics = {
                 "loss": loss,
                 "loss_dice": terms["dice"],

@@ -33,10 +33,12 @@ on the foreground and ``negdis`` is ``sqrt(q)`` on the background.
    voxels ``y'`` of either class is exact because a ``y'`` of the other class contributes at
    least ``((y - y') * s)**2``, whose minimum is the second term.
 
-All arithmetic is float32; squared distances are exact while they stay below ``2**24`` (in
-squared voxel steps for unit spacing). Lines without a voxel of the other class carry ``inf``
-until a later axis reaches one. The output is piecewise constant in ``mask``, so its gradient
-with respect to ``mask`` is zero: it is a regression target, not a differentiable layer.
+All arithmetic is in the requested floating ``dtype`` (float32 by default, float64 for a
+float64 training step); squared distances are exact while they stay below ``2**24`` in float32
+(``2**53`` in float64; in squared voxel steps for unit spacing). Lines without a voxel of the
+other class carry ``inf`` until a later axis reaches one. The output is piecewise constant in
+``mask``, so its gradient with respect to ``mask`` is zero: it is a regression target, not a
+differentiable layer.
 """
 
 from __future__ import annotations
@@ -48,14 +50,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import DTypeLike
 
 __all__ = ["sdm_to_mask", "signed_distance_map"]
 
 
-def _run_distance(mask: jax.Array, axis: int) -> jax.Array:
+def _run_distance(mask: jax.Array, axis: int, dtype) -> jax.Array:
     """Steps along ``axis`` from each voxel to the nearest voxel of the other class.
 
-    ``mask``: bool ``(*S)``. Returns float32 ``(*S)``: 1 for a voxel whose neighbour along
+    ``mask``: bool ``(*S)``. Returns ``dtype`` ``(*S)``: 1 for a voxel whose neighbour along
     ``axis`` differs, ``inf`` where the line holds a single class.
     """
     lines = jnp.moveaxis(mask, axis, 0)
@@ -65,7 +68,7 @@ def _run_distance(mask: jax.Array, axis: int) -> jax.Array:
         steps = jnp.where(voxel == previous, steps + 1.0, 1.0)
         return (voxel, steps), steps
 
-    unreached = jnp.full(lines.shape[1:], jnp.inf, jnp.float32)
+    unreached = jnp.full(lines.shape[1:], jnp.inf, dtype)
     _, forward = lax.scan(step, (lines[0], unreached), lines)
     _, backward = lax.scan(step, (lines[-1], unreached), lines, reverse=True)
     return jnp.moveaxis(jnp.minimum(forward, backward), 0, axis)
@@ -80,7 +83,7 @@ def _min_plus(q: jax.Array, axis: int, step: jax.Array) -> jax.Array:
     output of the outer one.
     """
     n = q.shape[axis]
-    position = jnp.arange(n, dtype=jnp.float32)
+    position = jnp.arange(n, dtype=step.dtype)
     kernel = ((position[:, None] - position[None, :]) * step) ** 2  # (y, y')
     lead, tail = q.shape[1:axis], q.shape[axis + 1 :]
     kernel = kernel.reshape((1,) * len(lead) + (n, n) + (1,) * len(tail))
@@ -95,13 +98,13 @@ def _min_plus(q: jax.Array, axis: int, step: jax.Array) -> jax.Array:
 def _squared_distance_to_other_class(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     """Squared distance (in ``spacing`` units) from each voxel to the nearest of the other class.
 
-    ``mask``: bool ``(*S)``; ``spacing``: float32 ``(ndim,)``. Returns float32 ``(*S)``, ``inf``
-    everywhere when ``mask`` holds a single class.
+    ``mask``: bool ``(*S)``; ``spacing``: floating ``(ndim,)``. Returns ``(*S)`` of the dtype of
+    ``spacing``, ``inf`` everywhere when ``mask`` holds a single class.
     """
-    first = _run_distance(mask, 0) * spacing[0]
+    first = _run_distance(mask, 0, spacing.dtype) * spacing[0]
     q = first * first
     for axis in range(mask.ndim - 1, 0, -1):
-        along = _run_distance(mask, axis) * spacing[axis]
+        along = _run_distance(mask, axis, spacing.dtype) * spacing[axis]
         q = jnp.minimum(_min_plus(q, axis, spacing[axis]), along * along)
     return q
 
@@ -122,7 +125,7 @@ def _inner_boundary(mask: jax.Array) -> jax.Array:
 
 
 def _signed_distance(mask: jax.Array, spacing: jax.Array, normalize: bool) -> jax.Array:
-    """The SDM of one binary mask: bool ``(*S)`` -> float32 ``(*S)``."""
+    """The SDM of one binary mask: bool ``(*S)`` -> ``(*S)`` of the dtype of ``spacing``."""
     has_both = jnp.any(mask) & jnp.any(~mask)
     distance = jnp.sqrt(_squared_distance_to_other_class(mask, spacing))
     distance = jnp.where(has_both, distance, 0.0)
@@ -140,7 +143,8 @@ def _signed_distance(mask: jax.Array, spacing: jax.Array, normalize: bool) -> ja
 def _signed_distance_map(
     mask: jax.Array, spacing: jax.Array, *, normalize: bool, one_hot: bool
 ) -> jax.Array:
-    """:func:`signed_distance_map` after validation; one compiled program per shape and dtype."""
+    """:func:`signed_distance_map` after validation; one compiled program per shape and dtype
+    (the result has the dtype of ``spacing``)."""
     foreground = mask != 0
     if one_hot:
         per_channel = jax.vmap(_signed_distance, in_axes=(-1, None, None), out_axes=-1)
@@ -148,11 +152,11 @@ def _signed_distance_map(
     return _signed_distance(foreground, spacing, normalize)
 
 
-def _check_spacing(spacing, ndim: int, shape: tuple[int, ...]) -> jax.Array:
-    """``spacing`` as float32 ``(ndim,)`` (ones for None); ValueError if malformed."""
+def _check_spacing(spacing, ndim: int, shape: tuple[int, ...], dtype) -> jax.Array:
+    """``spacing`` as ``dtype`` ``(ndim,)`` (ones for None); ValueError if malformed."""
     if spacing is None:
-        return jnp.ones((ndim,), jnp.float32)
-    values = jnp.asarray(spacing, dtype=jnp.float32)
+        return jnp.ones((ndim,), dtype)
+    values = jnp.asarray(spacing, dtype=dtype)
     if values.shape != (ndim,):
         raise ValueError(
             f"spacing must have shape ({ndim},), one value per spatial axis of the mask "
@@ -169,6 +173,7 @@ def signed_distance_map(
     spacing: Sequence[float] | jax.Array | None = None,
     normalize: bool = True,
     one_hot: bool = False,
+    dtype: DTypeLike = jnp.float32,
 ) -> jax.Array:
     """Signed distance map of a binary mask (SASSNet/DTC/DTML ``compute_sdf``).
 
@@ -176,7 +181,7 @@ def signed_distance_map(
     ``posdis`` is each foreground voxel's Euclidean distance to the nearest background voxel and
     ``negdis`` each background voxel's distance to the nearest foreground voxel (see the module
     docstring for the full definition and the algorithm). Exact: equal to the scipy/skimage
-    reference up to float32 rounding.
+    reference up to the rounding of ``dtype``.
 
     Args:
       mask: ``(*S)`` with ``len(S) >= 1`` (2D ``(H, W)``, 3D ``(D, H, W)``, ...); nonzero is
@@ -191,14 +196,16 @@ def signed_distance_map(
         zeroing: ``-d`` inside (``d >= min(spacing)`` the distance to the nearest background
         voxel), ``+d`` outside, so it is never 0 and its sign recovers ``mask`` exactly.
       one_hot: whether the last axis of ``mask`` indexes channels (see ``mask``).
+      dtype: floating dtype of the result and of all the arithmetic (float32 by default; a
+        float64 training step passes float64, which needs ``jax_enable_x64``).
 
     Returns:
-      float32 array of the shape of ``mask``. Zeros for a mask (or channel) with no foreground
+      ``dtype`` array of the shape of ``mask``. Zeros for a mask (or channel) with no foreground
       or no background, for both values of ``normalize``; never NaN.
 
     Raises:
-      ValueError: ``mask`` has no spatial axis or is empty, or ``spacing`` does not have shape
-        ``(len(S),)`` or is not positive.
+      ValueError: ``mask`` has no spatial axis or is empty, ``spacing`` does not have shape
+        ``(len(S),)`` or is not positive, or ``dtype`` is not a floating dtype.
     """
     shape = tuple(np.shape(mask))
     spatial = shape[:-1] if one_hot else shape
@@ -208,7 +215,9 @@ def signed_distance_map(
             f"mask must have shape {expected} with at least one spatial axis and no empty axis; "
             f"got shape {shape}"
         )
-    spacing = _check_spacing(spacing, len(spatial), spatial)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    spacing = _check_spacing(spacing, len(spatial), spatial, jnp.dtype(dtype))
     return _signed_distance_map(mask, spacing, normalize=normalize, one_hot=one_hot)
 
 
