@@ -127,11 +127,15 @@ def test_predict_returns_probabilities():
 
 def test_optimizer_settings_are_validated():
     with pytest.raises(ValueError, match="name"):
-        make_optimizer({"name": "rmsprop", "lr": 0.1})
+        make_optimizer({"name": "rmsprop", "lr": 0.1}, steps=10)
     with pytest.raises(ValueError, match="unknown"):
-        make_optimizer({"name": "sgd", "lr": 0.1, "beta": 0.9})
+        make_optimizer({"name": "sgd", "lr": 0.1, "beta": 0.9}, steps=10)
     with pytest.raises(ValueError, match="lr"):
-        make_optimizer({"name": "adam", "lr": 0.0})
+        make_optimizer({"name": "adam", "lr": 0.0}, steps=10)
+    with pytest.raises(ValueError, match="unit"):
+        make_optimizer(
+            {"name": "sgd", "lr": 0.1, "decay_every": 1, "decay_every_unit": "x"}, steps=1
+        )
 
 
 @pytest.mark.parametrize(
@@ -145,6 +149,16 @@ def test_optimizer_settings_are_validated():
             "decay_every": 4,
             "decay_rate": 0.1,
         },
+        # The same decay as a fraction of the 10-iteration run: 0.4 * 10 = every 4 iterations.
+        {
+            "name": "sgd",
+            "lr": 0.01,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "decay_every": 0.4,
+            "decay_every_unit": "run",
+            "decay_rate": 0.1,
+        },
         {"name": "adam", "lr": 1e-3, "b1": 0.9, "b2": 0.99},
     ],
 )
@@ -155,7 +169,7 @@ def test_optimizers_follow_pytorch(section):
     rng = np.random.default_rng(0)
     p0 = rng.standard_normal(5)
     grads = rng.standard_normal((10, 5))
-    opt = make_optimizer(section)
+    opt = make_optimizer(section, steps=len(grads))
     params = jnp.asarray(p0, jnp.float32)
     state = opt.init(params)
     tp = torch.nn.Parameter(torch.tensor(p0, dtype=torch.float64))
