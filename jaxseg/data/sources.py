@@ -100,7 +100,7 @@ from jaxseg.data.png2d import load_png_case, png_list_cases
 from jaxseg.data.preprocess import resample_to_spacing, zscore
 from jaxseg.errors import DataError
 
-__all__ = ["SOURCES", "SYNTHETIC_SEEDS", "Preprocessing", "Split", "load_split"]
+__all__ = ["DEFAULTS", "SOURCES", "SYNTHETIC_SEEDS", "Preprocessing", "Split", "load_split"]
 
 PARTS = ("labelled", "unlabelled", "val")
 """The training parts of a :class:`Split`, in the order of :meth:`Split.ids`."""
@@ -110,10 +110,10 @@ SYNTHETIC_SEEDS = {"train": 0, "val": 10_000, "test": 20_000}
 
 INTENSITIES = ("keep", "zscore", "clip_zscore")
 
-_DEFAULTS = {
+DEFAULTS = {
     "root": "",
     "labelled": -1,
-    "unlabelled": -1,
+    "unlabelled": 0,
     "val": 0,
     "test": -1,
     "split_seed": 0,
@@ -123,6 +123,8 @@ _DEFAULTS = {
     "intensity": "keep",
     "clip": (),
 }
+"""The value of every ``data`` key a source reads when the section lacks it (the engine's base
+config starts from these)."""
 
 _PNG_LISTS = {
     "train": ("train.csv", "train.seg.csv"),
@@ -132,7 +134,7 @@ _PNG_LISTS = {
 
 
 def _get(data: Any, key: str) -> Any:
-    return data.get(key, _DEFAULTS[key])
+    return data.get(key, DEFAULTS[key])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ import optax
 from jaxseg import losses
 from jaxseg.nn import VNet
 from jaxseg.train import NetState, create_net_state
+from jaxseg.train.method import Method
 from jaxseg.train.optim import make_optimizer, schedule_steps
 
 
@@ -130,3 +131,18 @@ def import_weights(
         )
     seg = seg.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
     return {**state.nets, "seg": seg}
+
+
+def method(name: str, configs: Any, create_state, make_train_step, predict) -> Method:
+    """The engine's record of a V-Net method of the LA papers: its shipped config module
+    ``configs`` (``SETTINGS``, ``get_config``), its functions, and :func:`import_weights` for
+    the reference PyTorch checkpoints."""
+    return Method(
+        name=name,
+        settings=configs.SETTINGS,
+        default_config=configs.get_config,
+        create_state=create_state,
+        make_train_step=make_train_step,
+        predict=predict,
+        import_weights=import_weights,
+    )

@@ -40,7 +40,6 @@ from jaxseg.losses import dice_loss, dual_task_consistency, mae
 from jaxseg.methods import _vnet
 from jaxseg.shape import sdm_to_mask, signed_distance_map
 from jaxseg.train import TrainState, create_train_state
-from jaxseg.train.method import Method
 
 __all__ = ["METHOD", "create_state", "default_config", "make_train_step", "predict"]
 
@@ -133,12 +132,4 @@ def predict(config: Any, nets: dict, images: jax.Array) -> dict[str, jax.Array]:
     return {"prob": prob, "sdm": sdm}
 
 
-METHOD = Method(
-    name="dtml",
-    settings=configs.SETTINGS,
-    default_config=default_config,
-    create_state=create_state,
-    make_train_step=make_train_step,
-    predict=predict,
-    import_weights=_vnet.import_weights,
-)
+METHOD = _vnet.method("dtml", configs, create_state, make_train_step, predict)

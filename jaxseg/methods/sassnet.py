@@ -41,7 +41,6 @@ from jaxseg.methods import _vnet
 from jaxseg.nn import Discriminator3D
 from jaxseg.shape import signed_distance_map
 from jaxseg.train import TrainState, create_net_state, create_train_state
-from jaxseg.train.method import Method
 
 __all__ = ["METHOD", "create_state", "default_config", "make_train_step", "make_updates", "predict"]
 
@@ -153,12 +152,4 @@ def predict(config: Any, nets: dict, images: jax.Array) -> dict[str, jax.Array]:
     return _vnet.predict(config, nets["seg"], images)
 
 
-METHOD = Method(
-    name="sassnet",
-    settings=configs.SETTINGS,
-    default_config=default_config,
-    create_state=create_state,
-    make_train_step=make_train_step,
-    predict=predict,
-    import_weights=_vnet.import_weights,
-)
+METHOD = _vnet.method("sassnet", configs, create_state, make_train_step, predict)

@@ -18,7 +18,6 @@ import ml_collections
 from jaxseg.configs import supervised as configs
 from jaxseg.methods import _vnet
 from jaxseg.train import TrainState, create_train_state
-from jaxseg.train.method import Method
 
 __all__ = ["METHOD", "create_state", "default_config", "make_train_step", "predict"]
 
@@ -71,12 +70,4 @@ def predict(config: Any, nets: dict, images: jax.Array) -> dict[str, jax.Array]:
     return _vnet.predict(config, nets["seg"], images)
 
 
-METHOD = Method(
-    name="supervised",
-    settings=configs.SETTINGS,
-    default_config=default_config,
-    create_state=create_state,
-    make_train_step=make_train_step,
-    predict=predict,
-    import_weights=_vnet.import_weights,
-)
+METHOD = _vnet.method("supervised", configs, create_state, make_train_step, predict)

@@ -49,6 +49,8 @@ from typing import Any
 
 import ml_collections
 
+from jaxseg.data.sources import DEFAULTS
+
 __all__ = [
     "apply_overrides",
     "base_config",
@@ -67,17 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(
         {
             "source": "",
-            "root": "",
-            "labelled": -1,
-            "unlabelled": 0,
-            "val": 0,
-            "test": -1,
-            "split_seed": 0,
-            "split_file": "",
-            "labels": (),
-            "spacing": (),
-            "intensity": "keep",
-            "clip": (),
+            **DEFAULTS,
             "patch": (),
             "labelled_batch": 2,
             "unlabelled_batch": 0,
