@@ -106,14 +106,18 @@ def load_data(method: Method, config: Any, *, ids: Mapping[str, Any] | None = No
     )
 
 
-def _run_split_ids(workdir: Path) -> dict[str, Any] | None:
-    path = workdir / "split.json"
-    if not path.is_file():
+def _read_run_json(path: Path, what: str) -> Any:
+    """The JSON content of a run-directory file, None when it does not exist."""
+    if not path.exists():
         return None
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise RunDirectoryError(f"{path}: unreadable split file ({err})") from err
+        raise RunDirectoryError(f"{path}: unreadable {what} ({err})") from err
+
+
+def _run_split_ids(workdir: Path) -> dict[str, Any] | None:
+    return _read_run_json(workdir / "split.json", "split file")
 
 
 def check_run_directory(workdir: str | os.PathLike, config: Any) -> None:
@@ -124,12 +128,9 @@ def check_run_directory(workdir: str | os.PathLike, config: Any) -> None:
         anything but ``train.steps`` (the message lists the keys), or cannot be read.
     """
     path = Path(workdir) / "config.json"
-    if not path.exists():
+    existing = _read_run_json(path, "run config")
+    if existing is None:
         return
-    try:
-        existing = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunDirectoryError(f"{path}: unreadable run config ({err})") from err
     keys = config_diff(existing, config, ignore=("train.steps",))
     if keys:
         raise RunDirectoryError(
