@@ -102,6 +102,17 @@ def test_without_out_nothing_is_written_and_a_missed_target_fails(
     assert _tree(tmp_path) == set()
 
 
+def test_a_target_without_its_peer_is_not_measured(monkeypatch, capsys):
+    """A missing peer package leaves the ratio unmeasured: neither met nor missed (status 0)."""
+    row = harness.compare("noop", lambda: 1, None, peer_name="absent", target=2.0)
+    assert row["meets_target"] is None and "speedup" not in row
+    monkeypatch.setattr(smoke, "run", lambda quick: [row])
+    assert run_suites(["smoke"]) == 0
+    assert "target x2: not measured, no peer" in capsys.readouterr().out
+    table = harness.markdown_table("s", [row], harness.device_info())
+    assert "| x2, not measured, no peer |" in table
+
+
 def test_unknown_suites_run_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(smoke, "run", lambda quick: pytest.fail("ran a suite"))
     assert run_suites(["smoke", "nosuch"], out=tmp_path) == 2

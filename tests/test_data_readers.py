@@ -22,6 +22,7 @@ from jaxseg.data.png2d import load_png_case, png_list_cases
 from jaxseg.data.preprocess import (
     clip_and_zscore,
     one_hot,
+    resample_onto,
     resample_to_shape,
     resample_to_spacing,
     zscore,
@@ -538,6 +539,37 @@ def test_resample_to_spacing_keeps_world_positions(rng):
     ref = ndimage.zoom(even.image[..., 0], 0.5, order=0, grid_mode=True, mode="nearest")
     assert coarse.spatial_shape == (10, 7, 4)
     np.testing.assert_array_equal(coarse.image[..., 0], ref)
+
+
+def test_resample_onto_inverts_the_grid_map():
+    """Back from the coarse grid onto the case's: a volume linear in world coordinates comes back
+    exactly wherever the fine voxel lies between coarse voxel centres (linear interpolation of
+    a linear function), and every fine voxel gets a value of the coarse one it lies in or next to.
+    """
+    shape, spacing = (20, 15, 9), SPACING
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    world = index @ AFFINE[:3, :3].T + AFFINE[:3, 3]
+    weights = np.array([0.3, -0.2, 0.5])
+    case = Case("w", (world @ weights)[..., None].astype(np.float32), spacing=spacing, affine=AFFINE)
+    coarse_spacing = (1.9, 2.1, 3.3)
+    coarse = resample_to_spacing(case, coarse_spacing)
+    # The coarse volume, as a field of two channels, linear in the world position of each
+    # coarse voxel (from the coarse case's own affine: an independent record of the geometry).
+    j = np.stack(np.meshgrid(*[np.arange(n) for n in coarse.spatial_shape], indexing="ij"), -1)
+    world_coarse = j @ coarse.affine[:3, :3].T + coarse.affine[:3, 3]
+    field = np.stack([world_coarse @ weights, -(world_coarse @ weights)], axis=-1)
+
+    back = resample_onto(field, coarse_spacing, case)
+    assert back.shape == (*shape, 2) and back.dtype == np.float32
+    # Fine voxel i in coarse index units, from the two affines.
+    x = (world - coarse.affine[:3, 3]) @ np.linalg.inv(coarse.affine[:3, :3]).T
+    inside = np.all((x >= 0) & (x <= np.array(coarse.spatial_shape) - 1), axis=-1)
+    assert inside.mean() > 0.4
+    expected = world @ weights
+    np.testing.assert_allclose(back[..., 0][inside], expected[inside], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(back[..., 1][inside], -expected[inside], rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="channels-last"):
+        resample_onto(field[..., 0], coarse_spacing, case)
 
 
 def test_label_resampling_is_nearest_neighbour(rng):

@@ -107,6 +107,7 @@ def test_evaluate_matches_analytic_overlap_and_medpy():
         "largest_component": False,
         "empty": "nan",
         "units": "mm (voxels for *_voxels)",
+        "network_spacing": None,
     }
 
 
@@ -323,3 +324,36 @@ def test_invalid_cases_raise():
         run([labelled], empty="zero")
     with pytest.raises(ValueError, match="patch"):
         run([labelled], patch=(16, 16))
+
+
+def test_network_spacing_predicts_coarse_and_scores_on_the_case_grid():
+    """A network at twice the case's spacing: the case is halved for prediction and the
+    probabilities brought back, so the metrics are those of the case's own grid and label.
+
+    The boxes have even bounds, so each is a whole box of the coarse grid (0.9 in, 0.1 out).
+    Back on the fine grid, an outer voxel of the box takes weight 3/4 from inside per axis it
+    borders on: 0.7 on a face, 0.55 on an edge, 0.1 + 0.8 * 27 / 64 = 0.4375 at a corner, and
+    at most 0.3 outside. Thresholded at 0.5 the prediction is box A without its 8 corner voxels,
+    and the metrics equal medpy's for that mask on the fine grid.
+    """
+    binary = pytest.importorskip("medpy.metric.binary")
+    box_a = (slice(4, 14), slice(6, 16), slice(2, 10))
+    box_b = (slice(6, 18), slice(4, 12), slice(4, 12))
+    fine = (0.4, 0.625, 1.25)
+    coarse = tuple(2 * s for s in fine)
+    case = box_case("fine", [box_a], [box_b], spacing=fine)
+    result = run([case], patch=(8, 8, 8), stride=(4, 4, 4), spacing=coarse)
+    record = result["cases"][0]
+    pred, ref = mask(box_a).astype(bool), mask(box_b).astype(bool)
+    for x in (4, 13):
+        for y in (6, 15):
+            for z in (2, 9):
+                pred[x, y, z] = False
+    assert record["dice"] == pytest.approx(binary.dc(pred, ref), abs=1e-12)
+    for name, fn in {"hd95": binary.hd95, "asd": binary.asd, "assd": binary.assd}.items():
+        assert record[name] == pytest.approx(fn(pred, ref, voxelspacing=fine), rel=1e-9)
+        assert record[f"{name}_voxels"] == pytest.approx(fn(pred, ref), rel=1e-9)
+    assert result["protocol"]["network_spacing"] == list(coarse)
+    # A case already at the network's spacing is predicted as it is.
+    same = run([box_case("same", [BOX_A], [BOX_B])], spacing=SPACING)
+    assert same["cases"][0]["dice"] == pytest.approx(DICE_AB, abs=1e-12)

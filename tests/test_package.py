@@ -54,12 +54,13 @@ RULES = {
         {*PURE_CORE, "data", "atomic", "errors"},
     ),
     # train is generic: it reads data through the source registry and the pipelines only (no
-    # reader), runs the pure core, and never imports a network, a method or a config.
+    # reader; the resampling of data.preprocess to score at a case's own grid), runs the pure
+    # core, and never imports a network, a method or a config.
     "train": (
         {"jax", "flax", "optax", "orbax", "numpy", "ml_collections", "tqdm", "matplotlib"}
         | {"tensorboardX"},
-        {*PURE_CORE, "data.sources", "data.pipeline", "data.case", "train", "viz", "atomic"}
-        | {"errors"},
+        {*PURE_CORE, "data.sources", "data.pipeline", "data.case", "data.preprocess", "train"}
+        | {"viz", "atomic", "errors"},
     ),
     "methods": (
         # tqdm: progress of a method's own evaluation loop (Atlas-ISTN's per-case refinement).

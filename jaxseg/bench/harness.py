@@ -97,7 +97,8 @@ def compare(
     """Time ``ours`` and ``peer`` in the same run; ``speedup`` = peer / ours.
 
     ``target`` is the speed-up the row must reach; ``meets_target`` records whether it did.
-    ``peer`` may be None when the peer package is not installed (the row then has no ratio).
+    ``peer`` may be None when the peer package is not installed: the row then has no ratio and
+    ``meets_target`` is None (not measured, which neither meets nor misses the target).
     """
     row: dict[str, Any] = {"name": name, "peer": peer_name, **extra}
     row["ours"] = measure(ours, warmup=warmup, repeats=repeats)
@@ -106,7 +107,7 @@ def compare(
         row["speedup"] = row["peer_timing"]["median_s"] / row["ours"]["median_s"]
     if target is not None:
         row["target_speedup"] = target
-        row["meets_target"] = bool(row.get("speedup", 0.0) >= target)
+        row["meets_target"] = bool(row["speedup"] >= target) if "speedup" in row else None
     return row
 
 
@@ -180,8 +181,7 @@ def markdown_table(suite: str, rows: list[dict[str, Any]], info: dict[str, Any])
         speedup = f"x{row['speedup']:.2f}" if "speedup" in row else "-"
         target = "-"
         if "target_speedup" in row:
-            met = "met" if row["meets_target"] else "MISSED"
-            target = f"x{row['target_speedup']:g}, {met}"
+            target = f"x{row['target_speedup']:g}, {_verdict(row['meets_target'])}"
         lines.append(
             f"| {row['name']} | {_ms(row['ours']['median_s'])} | {row.get('peer') or '-'} "
             f"| {_ms(peer)} | {speedup} | {target} |"
@@ -220,8 +220,12 @@ def format_row(row: dict[str, Any]) -> str:
             f" | x{row['speedup']:.2f}"
         )
     if "target_speedup" in row:
-        text += f" (target x{row['target_speedup']:g}: {'ok' if row['meets_target'] else 'MISSED'})"
+        text += f" (target x{row['target_speedup']:g}: {_verdict(row['meets_target'])})"
     return text
+
+
+def _verdict(meets_target: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "not measured, no peer"}[meets_target]
 
 
 def run_suites(

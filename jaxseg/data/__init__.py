@@ -33,6 +33,7 @@ from jaxseg.data.png2d import load_png_case, png_list_cases
 from jaxseg.data.preprocess import (
     clip_and_zscore,
     one_hot,
+    resample_onto,
     resample_to_shape,
     resample_to_spacing,
     zscore,
@@ -89,6 +90,7 @@ __all__ = [
     "nnunet_cases",
     "normalize",
     "one_hot",
+    "resample_onto",
     "paired_cases",
     "png_list_cases",
     "resample_to_shape",

@@ -20,7 +20,14 @@ from scipy import ndimage
 
 from jaxseg.data.case import Case
 
-__all__ = ["clip_and_zscore", "one_hot", "resample_to_shape", "resample_to_spacing", "zscore"]
+__all__ = [
+    "clip_and_zscore",
+    "one_hot",
+    "resample_onto",
+    "resample_to_shape",
+    "resample_to_spacing",
+    "zscore",
+]
 
 STIPPLE_CT_WINDOW = (-160.0, 300.0)
 """Hounsfield window of STIPPLE's pancreas CT preprocessing."""
@@ -86,32 +93,61 @@ def clip_and_zscore(
     return zscore(np.clip(np.asarray(image, dtype=np.float32), lo, hi), mask)
 
 
+def _sample(volume: np.ndarray, ratio: np.ndarray, shape: tuple[int, ...], order: int, dtype):
+    """``volume`` sampled at input index ``(j + 0.5) * ratio - 0.5`` for ``j`` in ``shape``."""
+    return ndimage.affine_transform(
+        volume, ratio, offset=0.5 * ratio - 0.5, output_shape=shape, order=order,
+        mode="nearest", output=dtype,
+    )  # fmt: skip
+
+
 def _resample(case: Case, shape: Sequence[int], ratio: np.ndarray, order: int) -> Case:
     """Sample ``case`` at input index ``(j + 0.5) * ratio - 0.5`` for ``j`` in ``shape``."""
-    offset = 0.5 * ratio - 0.5
     shape = tuple(int(n) for n in shape)
-
-    def sample(volume: np.ndarray, order: int, dtype) -> np.ndarray:
-        return ndimage.affine_transform(
-            volume, ratio, offset=offset, output_shape=shape, order=order, mode="nearest",
-            output=dtype,
-        )  # fmt: skip
-
     image = np.stack(
-        [sample(case.image[..., c], order, np.float32) for c in range(case.image.shape[-1])],
+        [
+            _sample(case.image[..., c], ratio, shape, order, np.float32)
+            for c in range(case.image.shape[-1])
+        ],
         axis=-1,
     )
-    label = None if case.label is None else sample(case.label, 0, np.int32)
+    label = None if case.label is None else _sample(case.label, ratio, shape, 0, np.int32)
     ndim = len(shape)
     step = np.eye(ndim + 1)
     step[:ndim, :ndim] = np.diag(ratio)
-    step[:ndim, ndim] = offset
+    step[:ndim, ndim] = 0.5 * ratio - 0.5
     return dataclasses.replace(
         case,
         image=image,
         label=label,
         spacing=tuple(float(s) * float(r) for s, r in zip(case.spacing, ratio)),
         affine=case.affine @ step,
+    )
+
+
+def resample_onto(
+    volume: np.ndarray, spacing: Sequence[float], case: Case, *, order: int = 1
+) -> np.ndarray:
+    """Bring a channels-last ``volume`` ``(*S', C)`` on the grid that
+    ``resample_to_spacing(case, spacing)`` gives back onto ``case``'s own grid ``(*S, C)``.
+
+    The exact inverse of that grid map (voxel ``i`` of the case samples ``volume`` at index
+    ``(i + 0.5) / r - 0.5``, ``r = spacing / case.spacing``), so every voxel keeps its world
+    position; used to score or save at the case's resolution what a network predicted at
+    ``spacing``. Spline ``order`` 1 (linear) suits probabilities, 0 labels; float32 output.
+    """
+    _check_order(order)
+    ratio = np.asarray(case.spacing, dtype=float) / np.asarray(spacing, dtype=float)
+    shape = tuple(int(n) for n in case.spatial_shape)
+    volume = np.asarray(volume)
+    if volume.ndim != len(shape) + 1 or ratio.shape != (len(shape),):
+        raise ValueError(
+            f"volume {volume.shape} must be channels-last with {len(shape)} spatial axes and "
+            f"spacing {tuple(spacing)} one value per axis"
+        )
+    return np.stack(
+        [_sample(volume[..., c], ratio, shape, order, np.float32) for c in range(volume.shape[-1])],
+        axis=-1,
     )
 
 

@@ -28,7 +28,10 @@ engine reads, with neutral defaults:
     the test protocol: sliding window ``patch``/``stride``/``batch_size``/``blend`` ("mean" or
     "gaussian"), ``threshold``, ``largest_component``, the ``checkpoint`` evaluated ("last", or
     "best" by validation Dice), ``empty`` (value of a distance metric with an empty mask: "nan"
-    or a number) and ``num_figures``.
+    or a number), ``num_figures`` and ``grid``: "data" scores the test cases as the training data
+    are prepared; "source" scores them on their own grid when ``data.spacing`` resamples (the
+    network predicts at ``data.spacing``, its probabilities are resampled back, and the metrics
+    are those of the original labels, voxel units included).
 
 Schedule lengths (learning-rate decay, loss ramp-ups) are stored with a ``<key>_unit`` sibling,
 "iterations" or "run" (a fraction of ``train.steps``), and converted into iterations only when a
@@ -101,6 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
             "checkpoint": "last",
             "empty": "nan",
             "num_figures": 4,
+            "grid": "data",
         }
     )
     return c

@@ -28,6 +28,7 @@ Layout of the result (and of ``metrics.json``, where NaN is written as ``null``)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -42,6 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxseg import viz
+from jaxseg.data.preprocess import resample_onto, resample_to_spacing
 from jaxseg.inference import sliding_window
 from jaxseg.metrics import METRICS, evaluate_case
 from jaxseg.metrics import largest_component as _largest_component
@@ -209,6 +211,7 @@ def evaluate(
     num_figures: int = 4,
     progress: bool | None = None,
     metadata: Mapping[str, Any] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> dict:
     """Evaluate a network on labelled whole volumes, as in the papers' test procedure.
 
@@ -250,6 +253,12 @@ def evaluate(
         stderr is a terminal.
       metadata: extra JSON-safe entries of the result (e.g. which checkpoint was evaluated),
         added before ``metrics.json`` is written.
+      spacing: the voxel spacing (mm) the network works at, when the cases keep their own
+        grid: a case of another spacing is resampled to it for prediction
+        (:func:`jaxseg.data.preprocess.resample_to_spacing`, image linear) and the
+        probabilities are brought back onto the case's grid (:func:`~jaxseg.data.preprocess.
+        resample_onto`, linear) before thresholding, so that every metric is that of the
+        case's own grid and label. None: the cases are on the network's grid.
 
     Returns:
       The result dict described in the module docstring.
@@ -281,15 +290,13 @@ def evaluate(
         for case in bar:
             _check_labelled(case)
             ref = np.asarray(case.label)
-            prob = predict_volume(
-                apply_fn,
-                variables,
-                case.image,
-                patch=patch,
-                stride=stride,
-                batch_size=batch_size,
-                blend=blend,
-            )
+            window = {"patch": patch, "stride": stride, "batch_size": batch_size, "blend": blend}
+            if spacing is None or np.allclose(case.spacing, spacing, rtol=1e-6, atol=0.0):
+                prob = predict_volume(apply_fn, variables, case.image, **window)
+            else:
+                net_case = resample_to_spacing(dataclasses.replace(case, label=None), spacing)
+                prob = predict_volume(apply_fn, variables, net_case.image, **window)
+                prob = resample_onto(prob, spacing, case)
             pred = probabilities_to_labels(
                 prob, threshold=threshold, largest_component=largest_component
             )
@@ -335,6 +342,7 @@ def evaluate(
             "largest_component": bool(largest_component),
             "empty": "nan" if isinstance(empty, str) else float(empty),
             "units": _UNITS,
+            "network_spacing": None if spacing is None else [float(x) for x in spacing],
         },
     }
     result.update(metadata or {})

@@ -27,6 +27,7 @@ or the best by validation Dice (``val/dice``); distance metrics of an empty mask
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -168,7 +169,21 @@ def _eval_kwargs(config: Any) -> dict[str, Any]:
         "threshold": float(e.threshold),
         "largest_component": bool(e.largest_component),
         "empty": _empty_policy(e.empty),
+        "spacing": tuple(config.data.get("spacing", ())) or None,
     }
+
+
+def _source_grid(config: Any) -> Any:
+    """The config whose data are the test cases of ``eval.grid``: ``config`` itself, or (for
+    "source" with a ``data.spacing``) a copy that leaves the cases on their own grid."""
+    grid = str(config.eval.get("grid", "data"))
+    if grid not in ("data", "source"):
+        raise ValueError(f"eval.grid must be 'data' or 'source', got {grid!r}")
+    if grid == "data" or not tuple(config.data.get("spacing", ())):
+        return config
+    source = copy.deepcopy(config)
+    source.data.spacing = ()
+    return source
 
 
 def _abstract_state(method: Method, config: Any, mesh) -> Any:
@@ -281,7 +296,8 @@ def run_experiment(
     finally:
         checkpointer.close()
     plot_curves(workdir)
-    return evaluate_run(method, config, workdir, test_sets=split.test_sets, progress=progress)
+    test_sets = split.test_sets if _source_grid(config) is config else None
+    return evaluate_run(method, config, workdir, test_sets=test_sets, progress=progress)
 
 
 def load_run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
@@ -337,7 +353,9 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate the ``eval.checkpoint`` checkpoint of a run on its test sets.
 
-    ``test_sets`` default to those of the run's data (its ``split.json`` when it has one). The
+    ``test_sets`` default to those of the run's data (its ``split.json`` when it has one; on
+    their own grid, with the network predicting at ``data.spacing``, for ``eval.grid =
+    "source"``). The
     method's own ``evaluate`` is used when it has one; otherwise every test set is evaluated by
     sliding windows (:func:`jaxseg.train.evaluate.evaluate`): one set gives
     ``<out_dir>/metrics.json`` of that layout, several give ``<out_dir>/<set>/metrics.json``
@@ -356,7 +374,8 @@ def evaluate_run(
     out_dir = Path(workdir) / "eval" if out_dir is None else Path(out_dir)
     metadata = {"checkpoint": checkpoint, "method": str(config.method)}
     if test_sets is None:
-        test_sets = load_data(method, config, ids=_run_split_ids(Path(workdir))).test_sets
+        data_config = _source_grid(config)
+        test_sets = load_data(method, data_config, ids=_run_split_ids(Path(workdir))).test_sets
     if method.evaluate is not None:
         if state is None:
             raise ValueError(f"{config.method} runs are evaluated from their checkpoints only")
