@@ -26,6 +26,10 @@ PUBLIC_API = {
         "largest_component", "inverse_consistency",
     ],
     "jaxseg.inference": ["sliding_window"],
+    "jaxseg.priors": [
+        "build_spatial_prior", "prior_driven_softmax", "prior_driven_sigmoid", "place_prior",
+        "locate_prior", "select_pseudo_labels",
+    ],
     **{
         f"jaxseg.methods.{name}": ["default_config", "create_state", "make_train_step", "predict"]
         for name in ("supervised", "sassnet", "dtml", "atlas_istn")
