@@ -1,13 +1,15 @@
 """Summarise multi-seed runs (``jaxseg train ... --seeds``) of several methods.
 
 Usage: python experiments/summarize.py RUNS_DIR [--output FIGURE.png] [--paired METHOD]
-                                      [--eval NAME]
+                                      [--eval NAME] [--voxels] [--minutes]
 
 RUNS_DIR holds one directory per method, each with the ``seeds.json`` of the multi-seed runner;
 with ``--eval NAME`` the per-seed results are read from ``<method>/seed_<s>/NAME/metrics.json``
 instead (e.g. a re-evaluation under another protocol, ``jaxseg evaluate --output``).
 Prints a Markdown table (mean +- standard deviation over seeds of the per-seed test means; Dice
-and Jaccard in %, HD95 and ASD in mm) and writes a figure of every seed's test Dice per method.
+and Jaccard in %, HD95 and ASD in mm; ``--voxels`` adds them in voxels, the LA papers' unit;
+``--minutes`` the training wall time per run, the last ``wall_time`` of its ``metrics.jsonl``)
+and writes a figure of every seed's test Dice per method.
 ``--paired METHOD`` also prints each method's test Dice minus METHOD's, seed by seed. A method
 and its ablations (the same config with ``--set ...``) started from the same seed share their
 initial weights, so their paired differences show effects that the spread between seeds hides;
@@ -25,6 +27,7 @@ import numpy as np
 
 METRICS = (("dice", "Dice (%)", 100), ("jaccard", "Jaccard (%)", 100), ("hd95", "95HD (mm)", 1))
 METRICS += (("asd", "ASD (mm)", 1),)
+VOXELS = (("hd95_voxels", "95HD (voxels)", 1), ("asd_voxels", "ASD (voxels)", 1))
 
 
 def load(runs: Path, eval_dir: str | None = None) -> dict[str, dict]:
@@ -47,14 +50,32 @@ def load(runs: Path, eval_dir: str | None = None) -> dict[str, dict]:
     return found
 
 
-def table(summaries: dict[str, dict]) -> str:
-    head = "| method | seeds | " + " | ".join(label for _, label, _ in METRICS) + " |"
-    lines = [head, "|" + " --- |" * (len(METRICS) + 2)]
+def train_minutes(runs: Path, method: str, seeds: list[str]) -> np.ndarray:
+    """Training wall time (minutes) of each seed's run: the last ``wall_time`` it logged."""
+    minutes = []
+    for seed in seeds:
+        path = runs / method / f"seed_{seed}" / "metrics.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        times = [row["wall_time"] for row in rows if "wall_time" in row]
+        minutes.append(times[-1] / 60 if times else np.nan)
+    return np.array(minutes, float)
+
+
+def table(summaries: dict[str, dict], metrics=METRICS, runs: Path | None = None) -> str:
+    """The Markdown table; with ``runs``, a last column of training minutes per run."""
+    labels = [label for _, label, _ in metrics] + (["train min / run"] if runs else [])
+    head = "| method | seeds | " + " | ".join(labels) + " |"
+    lines = [head, "|" + " --- |" * (len(labels) + 2)]
     for method, s in summaries.items():
-        cells = []
-        for key, _, scale in METRICS:
-            values = np.array([v[key] for v in s["per_seed"].values()], float) * scale
-            cells.append(f"{np.nanmean(values):.2f} ± {np.nanstd(values):.2f}")
+        columns = [np.array([v[key] for v in s["per_seed"].values()], float) * scale
+                   for key, _, scale in metrics]  # fmt: skip
+        if runs:
+            columns.append(train_minutes(runs, method, list(s["per_seed"])))
+        cells = [
+            f"{np.nanmean(values):.2f} ± {np.nanstd(values):.2f}" if np.isfinite(values).any()
+            else "-"
+            for values in columns
+        ]  # fmt: skip
         lines.append(f"| {method} | {len(s['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -111,9 +132,12 @@ def main() -> None:
     parser.add_argument(
         "--eval", metavar="NAME", help="read seed_<s>/NAME/metrics.json instead of seeds.json"
     )
+    parser.add_argument("--voxels", action="store_true", help="add 95HD and ASD in voxels")
+    parser.add_argument("--minutes", action="store_true", help="add training minutes per run")
     args = parser.parse_args()
     summaries = load(args.runs, args.eval)
-    print(table(summaries))
+    metrics = METRICS + (VOXELS if args.voxels else ())
+    print(table(summaries, metrics, args.runs if args.minutes else None))
     if args.paired:
         print()
         print(paired(summaries, args.paired))

@@ -82,7 +82,9 @@ FEW_STEPS = [
 def test_few_steps_and_one_real_test_case(method, tmp_path):
     workdir = tmp_path / method
     args = ["train", f"{method}:cpu", "--workdir", str(workdir), "--no-progress"]
-    assert main([*args, "--set", f"data.root={ROOT}", *FEW_STEPS]) == 0
+    for item in [f"data.root={ROOT}", *FEW_STEPS]:
+        args += ["--set", item]
+    assert main(args) == 0
 
     split = json.loads((workdir / "split.json").read_text())
     train_ids = la_split("train")

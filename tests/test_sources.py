@@ -97,6 +97,21 @@ def test_lazy_parts_slice_index_and_pickle(msd):
     np.testing.assert_array_equal(again.labelled[0].image, labelled[0].image)
 
 
+def test_cache_reads_each_case_once(tmp_path):
+    """With data.cache a case read once is kept: its file may even disappear afterwards;
+    without, every access reads the file again."""
+    write_msd(tmp_path, TRAIN[:4])
+    cached = load_split(nifti_data(tmp_path, labelled=-1, val=0, test=0, cache=True))
+    plain = load_split(nifti_data(tmp_path, labelled=-1, val=0, test=0))
+    first, again = cached.labelled[0], cached.labelled[:2][0]
+    assert again is first  # slices share the cache
+    np.testing.assert_array_equal(plain.labelled[0].image, first.image)
+    (tmp_path / "imagesTr" / f"{first.id}.nii.gz").unlink()
+    assert cached.labelled[0] is first
+    with pytest.raises(DataError, match=first.id):
+        plain.labelled[0]
+
+
 def test_msd_test_split_used_when_images_and_labels_exist(tmp_path):
     write_msd(tmp_path, ["a", "b", "c", "d"])
     write_msd(tmp_path, ["t2", "t1"], folder="Ts", seed=10)

@@ -56,3 +56,19 @@ def test_per_seed_reevaluations(summarize, runs, tmp_path):
         summarize.load(runs, "missing")
     summarize.figure(summaries, tmp_path / "fig.png", "test Dice")
     assert (tmp_path / "fig.png").stat().st_size > 1000
+
+
+def test_voxel_columns_and_training_minutes(summarize, runs):
+    for seed, seconds in enumerate([600.0, 900.0, 1200.0]):
+        rows = [{"step": 10, "wall_time": 1.0}, {"step": 20, "wall_time": seconds}]
+        path = runs / "base" / f"seed_{seed}" / "metrics.jsonl"
+        path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    summaries = summarize.load(runs)
+    for method in summaries.values():
+        for seed in method["per_seed"].values():
+            seed.update(hd95_voxels=4.0, asd_voxels=1.5)
+    text = summarize.table(summaries, summarize.METRICS + summarize.VOXELS, runs)
+    assert "95HD (voxels) | ASD (voxels) | train min / run |" in text.splitlines()[0]
+    base = next(line for line in text.splitlines() if line.startswith("| base"))
+    # 10, 15 and 20 minutes: mean 15, population std sqrt(50 / 3).
+    assert base.endswith(f"| 4.00 ± 0.00 | 1.50 ± 0.00 | 15.00 ± {(50 / 3) ** 0.5:.2f} |")

@@ -27,6 +27,9 @@ brackets, so older configs still load):
                  (image linear, label nearest); metrics use the spacing of the cases [()].
 ``intensity``    "keep", "zscore" (per case and channel) or "clip_zscore" with ``clip = (lo, hi)``
                  (CT: clip to a HU window, then z-score) ["keep"].
+``cache``        keep every case of a file source in memory once read and preprocessed (worth
+                 it when reading and resampling a case cost about as much as a training step;
+                 memory: the preprocessed volumes of all cases read) [False].
 ``synthetic``    {"family": "la_like" | "cardiac_like" | "abdominal_ct_like" | "letter_b"
                   ("" or missing: "la_like"), "train": n, "val": n, "test": n,
                   "shape": (...), "spacing": (...)}.
@@ -122,6 +125,7 @@ DEFAULTS = {
     "spacing": (),
     "intensity": "keep",
     "clip": (),
+    "cache": False,
 }
 """The value of every ``data`` key a source reads when the section lacks it (the engine's base
 config starts from these)."""
@@ -222,18 +226,31 @@ class Preprocessing:
 
 
 class _LazyCases(Sequence):
-    """Cases read and preprocessed when indexed; slices stay lazy; picklable."""
+    """Cases read and preprocessed when indexed; slices stay lazy; picklable. With a ``cache``
+    dict (shared by slices) each case is read once and kept, keyed by id."""
 
-    def __init__(self, ids: Sequence[str], readers: Sequence[Callable[[], Case]], prep):
+    def __init__(
+        self,
+        ids: Sequence[str],
+        readers: Sequence[Callable[[], Case]],
+        prep,
+        cache: dict[str, Case] | None = None,
+    ):
         self.ids, self._readers, self._prep = list(ids), list(readers), prep
+        self._cache = cache
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return _LazyCases(self.ids[index], self._readers[index], self._prep)
-        return self._prep(self._readers[index]())
+            return _LazyCases(self.ids[index], self._readers[index], self._prep, self._cache)
+        if self._cache is None:
+            return self._prep(self._readers[index]())
+        case_id = self.ids[index]
+        if case_id not in self._cache:
+            self._cache[case_id] = self._prep(self._readers[index]())
+        return self._cache[case_id]
 
     def __repr__(self) -> str:
         return f"_LazyCases({len(self.ids)} cases: {self.ids[:3]}{' ...' * (len(self) > 3)})"
@@ -247,8 +264,9 @@ class _Listing:
     train: dict[str, Callable[[], Case]]
     tests: dict[str, dict[str, Callable[[], Case]]]
 
-    def split(self, ids: Mapping[str, Any], prep: Preprocessing) -> Split:
-        """The lazy :class:`Split` of the checked ``ids`` (see :func:`_checked_ids`)."""
+    def split(self, ids: Mapping[str, Any], prep: Preprocessing, *, cache: bool) -> Split:
+        """The lazy :class:`Split` of the checked ``ids`` (see :func:`_checked_ids`); ``cache``
+        keeps every case once read (one cache per part)."""
         unknown_sets = sorted(set(ids["test"]) - set(self.tests))
         if unknown_sets:
             raise DataError(
@@ -263,7 +281,7 @@ class _Listing:
                         f"{self.where}: no case {case_id!r} (asked for in {part}); "
                         f"{len(readers)} cases are listed there"
                     )
-            return _LazyCases(wanted, [readers[i] for i in wanted], prep)
+            return _LazyCases(wanted, [readers[i] for i in wanted], prep, {} if cache else None)
 
         parts = {part: select(self.train, ids[part], part) for part in PARTS}
         tests = {
@@ -336,7 +354,7 @@ def _la_h5(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
         ids = _partition(la_split("train"), **_counts(data), where=str(root))
         ids["test"] = {"test": _cap(la_split("test"), int(_get(data, "test")), root)}
     listing = _Listing(str(root), readers, {"test": readers})
-    return listing.split(ids, Preprocessing.from_config(data))
+    return listing.split(ids, Preprocessing.from_config(data), cache=bool(_get(data, "cache")))
 
 
 def _synthetic(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
@@ -427,7 +445,8 @@ def _nifti(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
         else:
             test_ids, order = _cap(order, n_test, root / "imagesTr"), order[n_test:]
         ids = {**_partition(order, **_counts(data), where=str(root)), "test": {"test": test_ids}}
-    return _Listing(str(root), train, {"test": test}).split(ids, Preprocessing.from_config(data))
+    listing = _Listing(str(root), train, {"test": test})
+    return listing.split(ids, Preprocessing.from_config(data), cache=bool(_get(data, "cache")))
 
 
 def _png2d(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
@@ -448,7 +467,8 @@ def _png2d(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
             name: _cap(list(cases), n_test, root / _PNG_LISTS[name][0])
             for name, cases in lists.items()
         }
-    return _Listing(str(root), train, lists).split(ids, Preprocessing.from_config(data))
+    listing = _Listing(str(root), train, lists)
+    return listing.split(ids, Preprocessing.from_config(data), cache=bool(_get(data, "cache")))
 
 
 SOURCES: dict[str, Callable[..., Split]] = {
