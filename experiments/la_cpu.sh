@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Supervised V-Net vs SASSNet vs DTML on the real Left Atrium data (2018 challenge, UA-MT
 # preprocessing) in the `cpu` setting of jaxseg/configs/la.py: 8 labelled cases, 8 validation
-# cases (the last of the 80 training cases), 64 unlabelled; 1.25 mm, 8-filter V-Net; the best
+# cases (the last of the 80 training cases), 64 unlabelled; 1.5 mm, 8-filter V-Net; the best
 # validation checkpoint, scored on the 20 test cases at their own 0.625 mm grid. Three seeds
 # each, every run evaluated as trained and with the largest connected component (eval_lcc),
 # then the tables and figures of experiments/README.md.

@@ -59,9 +59,10 @@ def _train(args: argparse.Namespace) -> int:
     from jaxseg.train.experiment import run_experiment, run_seeds
 
     try:
+        _init_distributed(args)
         config = load_config(args.config, args.set)
         method = get_method(config.method)
-        _announce(config)
+        primary = _announce(config)
         if args.seeds:
             seeds = [int(s) for s in args.seeds.split(",")]
             result = run_seeds(method, config, args.workdir, seeds, progress=_progress(args))
@@ -69,18 +70,52 @@ def _train(args: argparse.Namespace) -> int:
             result = run_experiment(method, config, args.workdir, progress=_progress(args))
     except (FileNotFoundError, ValueError, DataError) as err:
         return _fail("train", err)
-    print(_report(result))
+    if primary:
+        print(_report(result))
     return 0
 
 
-def _announce(config) -> None:
+def _init_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` from ``--coordinator/--num-processes/--process-id``, or
+    from the environment with ``--distributed`` (SLURM, TPU pods, ...); nothing otherwise."""
     import jax
 
+    given = {
+        "--coordinator": args.coordinator,
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    missing = [name for name, value in given.items() if value is None]
+    if len(missing) == len(given) and not args.distributed:
+        return
+    if missing and len(missing) < len(given):
+        raise ValueError(f"{', '.join(missing)} missing: give all of {', '.join(given)}")
+    try:
+        if missing:
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"jax.distributed could not start: {err}") from err
+
+
+def _announce(config) -> bool:
+    """Print what is trained where (process 0 only); True on process 0."""
+    import jax
+
+    if jax.process_index() != 0:
+        return False
     devices = jax.devices()
+    processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     print(
         f"jaxseg train: {config.method}, {config.train.steps} steps on {len(devices)} "
-        f"{devices[0].platform} device(s)"
+        f"{devices[0].platform} device(s){processes}"
     )
+    return True
 
 
 def _summary(mean: dict, std: dict) -> str:
@@ -285,6 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds",
         help="comma-separated seeds: one run per seed in WORKDIR/seed_<s>, summarised with "
         "mean and standard deviation in WORKDIR/seeds.json",
+    )
+    hosts = train.add_argument_group(
+        "several processes",
+        "run one process per host (or per GPU) with the same command and WORKDIR on a shared "
+        "file system; the config's batch is the global one (see experiments/README.md)",
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    hosts.add_argument(
+        "--distributed",
+        action="store_true",
+        help="initialise jax.distributed from the environment (SLURM, TPU pod slices, ...)",
     )
     train.set_defaults(handler=_train)
 

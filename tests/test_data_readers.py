@@ -550,7 +550,9 @@ def test_resample_onto_inverts_the_grid_map():
     index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
     world = index @ AFFINE[:3, :3].T + AFFINE[:3, 3]
     weights = np.array([0.3, -0.2, 0.5])
-    case = Case("w", (world @ weights)[..., None].astype(np.float32), spacing=spacing, affine=AFFINE)
+    case = Case(
+        "w", (world @ weights)[..., None].astype(np.float32), spacing=spacing, affine=AFFINE
+    )
     coarse_spacing = (1.9, 2.1, 3.3)
     coarse = resample_to_spacing(case, coarse_spacing)
     # The coarse volume, as a field of two channels, linear in the world position of each

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_inference import reference_sliding_window
 
 from jaxseg.cli import main
 from jaxseg.data import la_split, load_la_case
 from jaxseg.inference import sliding_window
-from test_inference import reference_sliding_window
 
 ROOT = os.environ.get("JAXSEG_LA_ROOT", "")
 pytestmark = [
@@ -98,7 +98,7 @@ def test_few_steps_and_one_real_test_case(method, tmp_path):
     test_id = la_split("test")[0]
     case = load_la_case(ROOT, test_id)
     assert [c["id"] for c in result["cases"]] == [test_id]
-    assert result["protocol"]["network_spacing"] == [1.25, 1.25, 1.25]
+    assert result["protocol"]["network_spacing"] == [1.5, 1.5, 1.5]
     record = result["cases"][0]
     assert 0.0 <= record["dice"] <= 1.0
     # Scored on the case's own 0.625 mm grid: voxel distances are mm / 0.625.

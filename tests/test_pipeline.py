@@ -342,25 +342,39 @@ def test_restored_state_gives_the_same_batches(cases):
     assert not np.array_equal(next(iter(make()))["image"], expected[0]["image"])
 
 
-def test_shards_are_disjoint_and_cover_the_data():
+def test_processes_assemble_the_one_process_batches():
+    """Each of P processes yields its contiguous slice of every global batch: put side by side
+    in process order they are, item for item (augmentations included), the batches of one
+    process; and each process reads only its own items."""
     labelled = [coordinate_case(f"L{i}", (10, 10, 10), offset=1000 * i) for i in range(5)]
     unlabelled = [coordinate_case(f"U{i}", (10, 10, 10), offset=1000 * (i + 9)) for i in range(7)]
-    seen = []
-    for shard in range(2):
-        batches = list(
-            semi_supervised_dataset(
-                labelled, unlabelled, patch=PATCH, seed=0, num_epochs=4,
-                shard_index=shard, shard_count=2, options=IN_PROCESS,
-            )
+
+    def batches(process_index, process_count, **kwargs):
+        ds = semi_supervised_dataset(
+            labelled, unlabelled, patch=PATCH, seed=0, num_epochs=4, labelled_batch=2,
+            unlabelled_batch=2, process_index=process_index, process_count=process_count,
+            options=IN_PROCESS, **kwargs,
         )  # fmt: skip
-        # Lockstep: every shard yields num_epochs * (5 // 2) // 2 batches.
-        assert len(batches) == 4
-        seen.append({str(i) for b in batches for i in b["id"]})
-    assert not seen[0] & seen[1]
-    assert seen[0] | seen[1] == {c.id for c in labelled + unlabelled}
-    with pytest.raises(ValueError, match="shard"):
-        semi_supervised_dataset(labelled, unlabelled, patch=PATCH, seed=0, shard_index=2,
-                                shard_count=2)  # fmt: skip
+        return list(ds)
+
+    one = batches(0, 1)
+    assert len(one) == 4 * 5 // 2  # 4 passes over 5 labelled cases, 2 per batch
+    for count in (2, 4):
+        parts = [batches(p, count) for p in range(count)]
+        assert all(len(part) == len(one) for part in parts)
+        for step, whole in enumerate(one):
+            for key in whole:
+                joined = np.concatenate([part[step][key] for part in parts])
+                np.testing.assert_array_equal(joined, whole[key], err_msg=f"{key} {step}")
+        # With 2 processes, process 0 holds the labelled items and process 1 the unlabelled.
+        if count == 2:
+            assert all(b["labelled"].all() for b in parts[0])
+            assert not any(b["labelled"].any() for b in parts[1])
+
+    with pytest.raises(ValueError, match="process_index"):
+        batches(2, 2)
+    with pytest.raises(ValueError, match="cannot be split evenly over 3 processes"):
+        batches(0, 3)
 
 
 def test_finite_epochs_count_labelled_passes(cases):
@@ -416,14 +430,20 @@ def test_supervised_dataset_training_and_validation(cases):
     for batch, case in zip(val, labelled):
         np.testing.assert_array_equal(batch["image"][0], case.image)
         np.testing.assert_array_equal(batch["label"][0], case.label)
-    # Shards of a validation pass split the cases.
+    # Two processes share each global batch of 2 (in order: items 0 and 1, then 2 and 3); a
+    # last batch they cannot share must be dropped.
+    same = [coordinate_case(f"S{i}", (8, 8, 8), offset=100 * i) for i in range(4)]
+    ordered = {"patch": None, "seed": 0, "transforms": (), "shuffle": False, "num_epochs": 1}
     ids = [
-        {str(b["id"][0]) for b in dataset(labelled, patch=None, batch_size=1, seed=0,
-                                          transforms=(), shuffle=False, num_epochs=1,
-                                          shard_index=s, shard_count=2)}
-        for s in range(2)
+        [str(i) for b in dataset(same, batch_size=2, process_index=p, process_count=2, **ordered)
+         for i in b["id"]]
+        for p in range(2)
     ]  # fmt: skip
-    assert ids == [{"L0", "L2"}, {"L1", "L3"}]
+    assert ids == [["S0", "S2"], ["S1", "S3"]]
+    with pytest.raises(ValueError, match="drop_remainder"):
+        dataset(same[:3], batch_size=2, drop_remainder=False, process_count=2, **ordered)
+    last = list(dataset(same[:3], batch_size=2, drop_remainder=False, **ordered))
+    assert [len(b["id"]) for b in last] == [2, 1]
 
 
 def test_loader_options_defaults():

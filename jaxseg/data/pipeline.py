@@ -30,14 +30,15 @@ The LA reference code (UA-MT, SASSNet, DTC, DTML) draws its batches with a
 as often as needed, and each batch is ``labelled_bs`` labelled items followed by the unlabelled
 ones. Training there is counted in iterations, so the epochs are only bookkeeping. Here both
 streams are grain ``MapDataset`` pipelines, each shuffled with its own seed, repeated
-(reshuffled on every pass), augmented and batched on its own, and the two batched streams are
-zipped and concatenated (labelled items first). ``num_epochs`` counts passes over the labelled
-stream, as in the reference; the unlabelled stream runs as long as needed. Batches are cut from the
-continuous stream, so when ``len(labelled)`` is not a multiple of ``labelled_batch`` a batch may
-straddle two passes (the reference drops the remainder of each pass instead).
+(reshuffled on every pass) and augmented; batch ``k`` holds items ``k * labelled_batch`` to
+``(k + 1) * labelled_batch - 1`` of the labelled stream followed by the same slice of the
+unlabelled one. ``num_epochs`` counts passes over the labelled stream, as in the reference; the
+unlabelled stream runs as long as needed. Batches are cut from the continuous stream, so when
+``len(labelled)`` is not a multiple of ``labelled_batch`` a batch may straddle two passes (the
+reference drops the remainder of each pass instead).
 
-Resumption and sharding
------------------------
+Resumption and several processes
+--------------------------------
 The whole pipeline is a ``MapDataset`` (random access by step) converted once with
 ``to_iter_dataset``, so an iterator's state is the index of the next batch:
 ``it.get_state()`` is a small JSON-serialisable dict, and ``set_state`` on a fresh iterator of
@@ -45,13 +46,15 @@ the same dataset resumes with exactly the batches an uninterrupted run would hav
 with the model checkpoint. With worker processes the state lists one position per worker: restore
 it with the same ``num_workers``.
 
-For several hosts each process builds the pipeline with its own ``shard_index`` and the common
-``shard_count`` (``grain.sharding.ShardByJaxProcess()`` has both, from ``jax.process_index()`` and
-``jax.process_count()``). The *cases* of each stream are split before shuffling
-(``cases[shard_index::shard_count]``), so shards read disjoint records whose union is the data
-set; the shard index also enters the seeds so hosts do not draw identical augmentations. Batch
-sizes are per process. With finite ``num_epochs`` every shard yields the same number of batches
-(set by the smallest shard) so that collective steps stay in lockstep.
+Batch sizes are global: those of the whole data-parallel step. With several processes (hosts
+of a ``jax.distributed`` run) each builds the pipeline with its ``process_index`` and the common
+``process_count`` (``jax.process_index()``, ``jax.process_count()``) and yields only its
+contiguous slice of every global batch, items ``process_index * b`` to ``(process_index + 1) * b
+- 1`` with ``b = batch / process_count``; it reads and augments those items only.
+``jax.make_array_from_process_local_data`` then assembles exactly the batch one process would
+have made, since the streams, their seeds and every item's augmentation depend on the item's
+place in its stream, never on the process. So a run gives the same batches, and up to the order
+of floating-point reductions the same losses, on any number of processes.
 """
 
 from __future__ import annotations
@@ -189,33 +192,49 @@ def _collate(records: Sequence[Record], patch: tuple[int, ...] | None) -> dict[s
     }
 
 
-class _Collate:
-    """Picklable ``batch_fn`` (grain worker processes are spawned)."""
+class _ProcessSlice:
+    """``step -> batch``: this process's items of global batch ``step``, collated (picklable).
 
-    def __init__(self, patch: tuple[int, ...] | None):
-        self.patch = patch
+    ``parts`` are ``(stream, size)`` pairs, the streams' items in batch order (labelled, then
+    unlabelled): item ``i`` of global batch ``step`` is item ``step * size + i - offset`` of the
+    part it falls in. ``last`` is the size of a smaller last batch (``dataset`` without
+    ``drop_remainder``), ``steps`` the number of batches.
+    """
 
-    def __call__(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
+    def __init__(self, parts, start: int, count: int, patch, steps: int, last: int | None = None):
+        self.parts, self.start, self.count, self.patch = list(parts), start, count, patch
+        self.steps, self.last = steps, last
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        stop = self.start + self.count
+        if self.last is not None and step == self.steps - 1:
+            stop = min(stop, self.last)
+        records, offset = [], 0
+        for stream, size in self.parts:
+            for i in range(max(self.start, offset), min(stop, offset + size)):
+                records.append(stream[step * size + i - offset])
+            offset += size
         return _collate(records, self.patch)
 
 
-def _concat(pair: tuple[dict[str, np.ndarray], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Labelled batch, then unlabelled batch, along the batch axis."""
-    first, second = pair
-    return {key: np.concatenate([first[key], second[key]]) for key in first}
+def _stream_seed(seed: int, stream: int) -> int:
+    """A 32-bit seed for one stream, independent of the other streams'."""
+    return int(np.random.SeedSequence([seed, stream, 0]).generate_state(1)[0])
 
 
-def _stream_seed(seed: int, stream: int, shard_index: int) -> int:
-    """A 32-bit seed for one stream of one shard, independent of the other streams'."""
-    return int(np.random.SeedSequence([seed, stream, shard_index]).generate_state(1)[0])
-
-
-def _check_shard(shard_index: int, shard_count: int) -> None:
-    if shard_count < 1 or not 0 <= shard_index < shard_count:
+def _process_slice(batch: int, process_index: int, process_count: int) -> tuple[int, int]:
+    """``(start, count)`` of this process's items in a global batch of ``batch`` items."""
+    if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(
-            f"need 0 <= shard_index < shard_count, got shard_index={shard_index}, "
-            f"shard_count={shard_count}"
+            f"need 0 <= process_index < process_count, got process_index={process_index}, "
+            f"process_count={process_count}"
         )
+    if batch % process_count:
+        raise ValueError(
+            f"a global batch of {batch} items cannot be split evenly over {process_count} processes"
+        )
+    count = batch // process_count
+    return process_index * count, count
 
 
 def _apply(ds: grain.MapDataset, transforms: Sequence[Transform]) -> grain.MapDataset:
@@ -236,14 +255,14 @@ def _stream(
     cases: Sequence[Case],
     to_record: Callable[[Case], Record],
     *,
-    shard: slice,
     seed: int,
     shuffle: bool,
     num_epochs: int | None,
     transforms: Sequence[Transform],
 ) -> grain.MapDataset:
-    """Records of this ``shard`` of ``cases``, shuffled (anew every pass), repeated, augmented."""
-    ds = grain.MapDataset.source(cases)[shard].seed(seed)
+    """Records of ``cases``, shuffled (anew every pass), repeated, augmented; lazy: an item is
+    read and augmented only when indexed."""
+    ds = grain.MapDataset.source(cases).seed(seed)
     if shuffle:
         ds = ds.shuffle()
     ds = ds.repeat(num_epochs)
@@ -291,31 +310,32 @@ def semi_supervised_dataset(
     seed: int,
     transforms: Sequence[Transform] | None = None,
     num_epochs: int | None = None,
-    shard_index: int = 0,
-    shard_count: int = 1,
+    process_index: int = 0,
+    process_count: int = 1,
     options: LoaderOptions | None = None,
 ) -> grain.IterDataset:
     """Two-stream batches: ``labelled_batch`` labelled then ``unlabelled_batch`` unlabelled items.
 
     Each batch is ``{"image": (B, *patch, C) float32, "label": (B, *patch) int32,
     "labelled": (B,) bool, "id": (B,) str}`` with ``B = labelled_batch + unlabelled_batch``
-    (2 + 2 in the LA papers). Unlabelled items have a zero label and ``labelled = False``;
-    labels of ``unlabelled_cases`` are dropped (LA's "unlabelled" cases have labels on disk).
-    With no unlabelled cases the batches are supervised only: ``B = labelled_batch``, all
-    ``labelled``. The streams, their seeds and epochs, resumption and sharding are described in
-    the module docstring.
+    (2 + 2 in the LA papers) on one process. Unlabelled items have a zero label and
+    ``labelled = False``; labels of ``unlabelled_cases`` are dropped (LA's "unlabelled" cases
+    have labels on disk). With no unlabelled cases the batches are supervised only:
+    ``B = labelled_batch``, all ``labelled``. The streams, their seeds and epochs, resumption
+    and several processes are described in the module docstring.
 
     Args:
       labelled_cases: cases with labels (a sequence; it may load lazily in ``__getitem__``).
       unlabelled_cases: cases whose labels are not used; may be empty.
       patch: spatial patch size ``P``; every record must leave the transforms with this shape.
-      labelled_batch, unlabelled_batch: items per batch from each stream, per process.
+      labelled_batch, unlabelled_batch: items per global batch from each stream.
       seed: pipeline seed; the same seed gives the same batches.
       transforms: per-record transforms applied in order to both streams (grain ``RandomMap``
         or ``Map`` objects, or callables ``record -> record``); default
         :func:`default_transforms` ``(patch)``.
       num_epochs: passes over the labelled cases, or None to repeat forever.
-      shard_index, shard_count: this process's shard (see the module docstring).
+      process_index, process_count: this process's slice of every global batch: ``B /
+        process_count`` items (``B`` must divide evenly).
       options: execution options; default :func:`loader_options`.
 
     Returns:
@@ -323,46 +343,38 @@ def semi_supervised_dataset(
       ``get_state()``/``set_state()``.
     """
     patch, transforms = _shapes_and_transforms(patch, transforms)
-    _check_shard(shard_index, shard_count)
     labelled_batch = check_sizes("labelled_batch", labelled_batch)[0]
     if unlabelled_cases:
         unlabelled_batch = check_sizes("unlabelled_batch", unlabelled_batch)[0]
+    else:
+        unlabelled_batch = 0
     if num_epochs is not None and num_epochs < 1:
         raise ValueError(f"num_epochs must be positive or None, got {num_epochs}")
-    if len(labelled_cases) < shard_count or (0 < len(unlabelled_cases) < shard_count):
-        raise ValueError(
-            f"{len(labelled_cases)} labelled and {len(unlabelled_cases)} unlabelled cases cannot "
-            f"be split into {shard_count} non-empty shards"
-        )
+    if not labelled_cases:
+        raise ValueError("no labelled cases: a semi-supervised batch needs labelled items")
+    start, count = _process_slice(labelled_batch + unlabelled_batch, process_index, process_count)
 
-    def batches(cases, to_record, stream: int, size: int) -> grain.MapDataset:
-        """One endless stream of this shard: shuffled, augmented, batched."""
+    def stream(cases, to_record, index: int) -> grain.MapDataset:
         return _stream(
             cases,
             to_record,
-            shard=slice(shard_index, None, shard_count),
-            seed=_stream_seed(seed, stream, shard_index),
+            seed=_stream_seed(seed, index),
             shuffle=True,
-            num_epochs=None,
+            num_epochs=num_epochs if index == 0 else None,
             transforms=transforms,
-        ).batch(size, drop_remainder=True, batch_fn=_Collate(patch))
+        )
 
-    labelled = batches(labelled_cases, _labelled_record, 0, labelled_batch)
-    # Every shard yields the same number of batches: that of the smallest shard.
-    steps = len(labelled)
-    if num_epochs is not None:
-        steps = num_epochs * (len(labelled_cases) // shard_count) // labelled_batch
-        if steps < 1:
-            raise ValueError(
-                f"{num_epochs} epoch(s) of {len(labelled_cases) // shard_count} labelled cases "
-                f"per shard make no batch of {labelled_batch}"
-            )
-    if not unlabelled_cases:
-        return _finish(labelled[:steps], options)
-    unlabelled = batches(unlabelled_cases, _unlabelled_record, 1, unlabelled_batch)
-    steps = min(steps, len(unlabelled))
-    pairs = grain.experimental.ZipMapDataset([labelled[:steps], unlabelled[:steps]])
-    return _finish(pairs.map(_concat), options)
+    parts = [(stream(labelled_cases, _labelled_record, 0), labelled_batch)]
+    if unlabelled_cases:
+        parts.append((stream(unlabelled_cases, _unlabelled_record, 1), unlabelled_batch))
+    steps = min(len(part) // size for part, size in parts)
+    if steps < 1:
+        raise ValueError(
+            f"{num_epochs} epoch(s) of {len(labelled_cases)} labelled cases make no batch of "
+            f"{labelled_batch}"
+        )
+    batches = grain.MapDataset.range(steps).map(_ProcessSlice(parts, start, count, patch, steps))
+    return _finish(batches, options)
 
 
 def dataset(
@@ -375,8 +387,8 @@ def dataset(
     num_epochs: int | None = None,
     shuffle: bool = True,
     drop_remainder: bool = True,
-    shard_index: int = 0,
-    shard_count: int = 1,
+    process_index: int = 0,
+    process_count: int = 1,
     options: LoaderOptions | None = None,
 ) -> grain.IterDataset:
     """One-stream batches of ``cases``, for supervised training, validation and other methods.
@@ -391,35 +403,44 @@ def dataset(
       cases: the cases (a sequence; it may load lazily in ``__getitem__``).
       patch: spatial size every record has after the transforms, or None for any shape (a
         batch still needs one shape).
-      batch_size: items per batch, per process.
+      batch_size: items per global batch.
       seed: seed of the shuffle and the random transforms.
       transforms: per-record transforms, default :func:`default_transforms` ``(patch)``.
       num_epochs: passes over the cases, or None to repeat forever.
       shuffle: shuffle the cases (anew on every pass).
-      drop_remainder: drop a last, smaller batch (only with finite ``num_epochs``).
-      shard_index, shard_count: this process's shard of the cases. With finite ``num_epochs``
-        shards may differ by one batch; pad the cases to a multiple of ``shard_count`` if every
-        host must run the same number of steps.
+      drop_remainder: drop a last, smaller batch (only with finite ``num_epochs``; needed with
+        several processes, which must all take part in every step).
+      process_index, process_count: this process's slice of every global batch, as in
+        :func:`semi_supervised_dataset`.
       options: execution options; default :func:`loader_options`.
 
     Returns:
       A ``grain.IterDataset`` of batches.
     """
     patch, transforms = _shapes_and_transforms(patch, transforms)
-    _check_shard(shard_index, shard_count)
     batch_size = check_sizes("batch_size", batch_size)[0]
     if num_epochs is not None and num_epochs < 1:
         raise ValueError(f"num_epochs must be positive or None, got {num_epochs}")
-    if len(cases) < shard_count:
-        raise ValueError(f"{len(cases)} cases cannot be split into {shard_count} non-empty shards")
+    start, count = _process_slice(batch_size, process_index, process_count)
     ds = _stream(
         cases,
         case_to_record,
-        shard=slice(shard_index, None, shard_count),
-        seed=_stream_seed(seed, 0, shard_index),
+        seed=_stream_seed(seed, 0),
         shuffle=shuffle,
         num_epochs=num_epochs,
         transforms=transforms,
     )
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_Collate(patch))
-    return _finish(ds, options)
+    steps, last = divmod(len(ds), batch_size)
+    if drop_remainder or not last:
+        last = None
+    elif process_count > 1:
+        raise ValueError(
+            f"{len(ds)} items leave a last batch of {last} that {process_count} processes cannot "
+            "share: use drop_remainder=True"
+        )
+    else:
+        steps += 1
+    batches = grain.MapDataset.range(steps).map(
+        _ProcessSlice([(ds, batch_size)], start, count, patch, steps, last)
+    )
+    return _finish(batches, options)

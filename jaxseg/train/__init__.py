@@ -19,7 +19,7 @@ from jaxseg.train.state import (
     jit_step,
     make_mesh,
     numeric_batch,
-    replicate,
+    replicated,
     step_key,
 )
 
@@ -38,7 +38,7 @@ __all__ = [
     "numeric_batch",
     "plot_curves",
     "read_metrics",
-    "replicate",
+    "replicated",
     "step_key",
     "train",
     "write_json_atomic",

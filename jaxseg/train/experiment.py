@@ -14,9 +14,12 @@ but ``train.steps`` is refused (:class:`RunDirectoryError`) before anything is w
 new length from the resume point on).
 
 Data parallelism: the state is replicated and every batch sharded along the ``data`` axis of a
-mesh of all visible devices (:func:`~jaxseg.train.make_mesh`), so the same config runs on one or
-several devices with the same global batch; the batch size must be divisible by the number of
-devices.
+mesh of all devices of all processes (:func:`~jaxseg.train.make_mesh`), so the same config runs
+on one or several devices, and on several hosts through ``jax.distributed``, with the same
+global batch; the batch size must be divisible by the number of devices. Each process reads
+and augments only its slice of every batch (:func:`jaxseg.data.semi_supervised_dataset`), all
+of them train, validate and save checkpoints together, and process 0 alone writes the run
+directory's other files and evaluates the test sets (on its copy of the networks).
 
 Protocol choices (documented in experiments/README.md): the evaluated output is the method's
 ``predict`` ``prob``; foreground is ``prob > eval.threshold`` (one channel) or the argmax;
@@ -49,7 +52,7 @@ from jaxseg.train.logging import plot_curves, write_json_atomic
 from jaxseg.train.loop import train
 from jaxseg.train.method import Method
 from jaxseg.train.optim import learning_rate
-from jaxseg.train.state import device_put_batch, make_mesh, replicate
+from jaxseg.train.state import device_put_batch, local_copy, make_mesh, replicated
 from jaxseg.viz import seeds_figure
 
 __all__ = [
@@ -189,10 +192,8 @@ def _source_grid(config: Any) -> Any:
 def _abstract_state(method: Method, config: Any, mesh) -> Any:
     """Shapes, dtypes and (replicated) shardings of the method's state, without computing it."""
     shapes = jax.eval_shape(functools.partial(method.create_state, config), jax.random.key(0))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes
-    )
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def _schedules(config: Any) -> dict[str, Any]:
@@ -220,6 +221,7 @@ def run_experiment(
       ValueError, DataError: bad settings or data (raised before anything is written).
     """
     workdir = Path(workdir)
+    primary = jax.process_index() == 0
     check_run_directory(workdir, config)
     split = load_data(method, config, ids=_run_split_ids(workdir))
     # No unlabelled stream without unlabelled items per batch (labelled items only).
@@ -233,12 +235,13 @@ def run_experiment(
             "data.labelled_batch/data.unlabelled_batch or the visible devices"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    if not (workdir / "split.json").exists():
+    if primary and not (workdir / "split.json").exists():
         write_json_atomic(workdir / "split.json", split.ids())
-    state = jax.jit(functools.partial(method.create_state, config))(
+    # Created replicated on the mesh by every process alike (no transfer between processes).
+    state = jax.jit(functools.partial(method.create_state, config), out_shardings=replicated(mesh))(
         jax.random.key(int(config.seed))
     )
-    state, hooks = method.prepare(config, replicate(state, mesh), split, workdir)
+    state, hooks = method.prepare(config, state, split, workdir)
     workers = int(config.data.num_workers)
     dataset = semi_supervised_dataset(
         split.labelled,
@@ -248,6 +251,8 @@ def run_experiment(
         unlabelled_batch=int(config.data.unlabelled_batch),
         seed=int(config.seed),
         transforms=None if config.data.augment else (),
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
         options=loader_options() if workers < 0 else loader_options(num_workers=workers),
     )
     eval_fn, eval_every, best_metric = None, None, None
@@ -255,14 +260,15 @@ def run_experiment(
         apply_fn, kwargs = _apply_fn(method, config), _eval_kwargs(config)
 
         def eval_fn(state):
-            # Metrics and figures of every validation go to <workdir>/val/<step>/.
+            # Every process validates (the best checkpoint is chosen collectively) on its copy
+            # of the networks; process 0 writes metrics and figures to <workdir>/val/<step>/.
             out_dir = workdir / "val" / f"{int(jax.device_get(state.step)):06d}"
             result = evaluate(
                 apply_fn,
-                state.nets,
+                local_copy(state.nets),
                 split.val,
                 **kwargs,
-                out_dir=out_dir,
+                out_dir=out_dir if primary else None,
                 num_figures=int(config.eval.num_figures),
                 progress=False,
             )
@@ -295,7 +301,8 @@ def run_experiment(
         )
     finally:
         checkpointer.close()
-    plot_curves(workdir)
+    if primary:
+        plot_curves(workdir)
     test_sets = split.test_sets if _source_grid(config) is config else None
     return evaluate_run(method, config, workdir, test_sets=test_sets, progress=progress)
 
@@ -364,6 +371,9 @@ def evaluate_run(
     ``<workdir>/eval`` unless given (e.g. to evaluate a run under another protocol without
     replacing its evaluation). ``nets`` (e.g. imported PyTorch weights, named by ``source``)
     are evaluated instead of a checkpoint when given. Returns what ``metrics.json`` holds.
+
+    With several processes all restore the checkpoint together; process 0 alone evaluates (on
+    its copy of the networks) and the others return an empty dict.
     """
     if nets is None:
         which = str(config.eval.checkpoint)
@@ -371,6 +381,9 @@ def evaluate_run(
         nets, checkpoint = state.nets, {"which": which, "step": int(step)}
     else:
         state, checkpoint = None, {"which": "weights", "source": str(source)}
+    if jax.process_index() != 0:
+        return {}
+    state, nets = local_copy(state), local_copy(nets)
     out_dir = Path(workdir) / "eval" if out_dir is None else Path(out_dir)
     metadata = {"checkpoint": checkpoint, "method": str(config.method)}
     if test_sets is None:
@@ -449,10 +462,14 @@ def run_seeds(
         run_config = ml_collections.ConfigDict(config.to_dict())
         run_config.seed = int(seed)
         result = run_experiment(method, run_config, workdir / f"seed_{seed}", progress=progress)
+        if jax.process_index() != 0:
+            continue  # process 0 evaluates and summarises
         if "mean" not in result:
             raise ValueError("the seed summary needs a single test set")
         per_seed[str(seed)] = result["mean"]
         dice[str(seed)] = [case["dice"] for case in result["cases"]]
+    if jax.process_index() != 0:
+        return {}
     names = sorted({k for m in per_seed.values() for k in m})
     table = {k: np.array([m.get(k, np.nan) for m in per_seed.values()], float) for k in names}
     summary = {

@@ -107,6 +107,11 @@ def train(
     Every logged record also holds ``wall_time``, the seconds of training since the run
     started (a resumed run continues from the last record it keeps).
 
+    With several processes (``jax.distributed``) every process calls ``train`` with its own
+    iterator (its slice of each global batch); all of them run the steps, hooks, ``eval_fn``
+    and checkpoint saves (Orbax writes collectively), and only process 0 writes
+    ``config.json``, ``metrics.jsonl``, TensorBoard events and the progress bar.
+
     Returns:
       The state after ``num_steps`` steps.
     """
@@ -114,14 +119,17 @@ def train(
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     workdir = os.fspath(workdir)
+    primary = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    if config is not None:
+    if config is not None and primary:
         write_json_atomic(os.path.join(workdir, "config.json"), config_to_dict(config))
     own_checkpointer = checkpointer is None
     if own_checkpointer:
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
-    board = TensorBoardWriter(os.path.join(workdir, "tensorboard")) if tensorboard else None
+    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl")) if primary else None
+    board = (
+        TensorBoardWriter(os.path.join(workdir, "tensorboard")) if tensorboard and primary else None
+    )
 
     if checkpointer.latest_step() is not None:
         state, data_state = checkpointer.restore(target_state=state)
@@ -131,15 +139,17 @@ def train(
         # fresh run and a resumed one share one compilation of the step.
         state = jax.tree.map(_commit, state)
     start = int(jax.device_get(state.step))
-    writer.truncate_after(start)
-    kept = read_metrics(writer.path)
+    kept = []
+    if writer is not None:
+        writer.truncate_after(start)
+        kept = read_metrics(writer.path)
     elapsed = float(kept[-1].get("wall_time") or 0.0) if kept else 0.0
     started = time.perf_counter() - elapsed
     schedules = dict(schedules or {})
 
     jitted = jit_step(step_fn)
     put = put_batch or numeric_batch
-    show = sys.stderr.isatty() if progress is None else progress
+    show = primary and (sys.stderr.isatty() if progress is None else progress)
     bar = tqdm(total=num_steps, initial=start, disable=not show, desc="train", dynamic_ncols=True)
     tick, tick_step = time.perf_counter(), start
     try:
@@ -151,7 +161,7 @@ def train(
                     state = hook.fn(state, step)
             last = step == num_steps
             record: dict[str, float] = {}
-            if step % log_every == 0 or last:
+            if primary and (step % log_every == 0 or last):
                 record.update({k: float(v) for k, v in jax.device_get(metrics).items()})
                 record.update({k: float(fn(step - 1)) for k, fn in schedules.items()})
             eval_metrics = None
@@ -159,7 +169,8 @@ def train(
                 (eval_every is not None and (step % eval_every == 0)) or last
             ):
                 eval_metrics = {k: float(v) for k, v in eval_fn(state).items()}
-                record.update(eval_metrics)
+                if primary:
+                    record.update(eval_metrics)
             if record:
                 record["wall_time"] = time.perf_counter() - started
                 writer.write(step, record)

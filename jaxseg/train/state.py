@@ -42,9 +42,10 @@ __all__ = [
     "create_train_state",
     "device_put_batch",
     "jit_step",
+    "local_copy",
     "make_mesh",
     "numeric_batch",
-    "replicate",
+    "replicated",
     "step_key",
 ]
 
@@ -171,28 +172,38 @@ def make_mesh(devices: Any = None) -> Mesh:
 
 
 def device_put_batch(batch: Mapping[str, Any], mesh: Mesh | None = None) -> dict[str, jax.Array]:
-    """Put the numeric entries of ``batch`` on ``mesh``, the leading axis split along ``"data"``.
+    """The global batch of this process's ``batch``, the leading axis split along ``"data"``.
 
-    Non-numeric entries (``"id"``) are dropped. The leading (batch) axis of every array must be
-    divisible by the number of devices of the mesh. On one device this is a plain transfer with
-    a ``NamedSharding``. With several processes, pass the process-local batch through
-    ``jax.make_array_from_process_local_data`` instead.
+    Non-numeric entries (``"id"``) are dropped. Every process passes its own contiguous slice of
+    the global batch (:func:`jaxseg.data.semi_supervised_dataset` with ``process_index``);
+    ``jax.make_array_from_process_local_data`` puts them side by side in process order. On one
+    process this is a plain transfer with a ``NamedSharding``. The leading axis of every entry
+    must be divisible by the number of this process's devices of the mesh.
     """
     mesh = make_mesh() if mesh is None else mesh
     sharding = NamedSharding(mesh, P("data"))
-    size = mesh.shape["data"]
+    local = len(mesh.local_devices)
     out = {}
     for name, value in numeric_batch(batch).items():
-        if np.ndim(value) == 0 or np.shape(value)[0] % size:
+        if np.ndim(value) == 0 or np.shape(value)[0] % local:
             raise ValueError(
-                f"batch entry {name!r}: leading axis divisible by {size} devices expected, "
+                f"batch entry {name!r}: leading axis divisible by {local} devices expected, "
                 f"got shape {np.shape(value)}"
             )
-        out[name] = jax.device_put(value, sharding)
+        out[name] = jax.make_array_from_process_local_data(sharding, np.asarray(value))
     return out
 
 
-def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
-    """``tree`` with every array fully replicated over ``mesh``."""
-    mesh = make_mesh() if mesh is None else mesh
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+def replicated(mesh: Mesh | None = None) -> NamedSharding:
+    """The sharding of arrays held whole by every device of ``mesh`` (the training state's)."""
+    return NamedSharding(make_mesh() if mesh is None else mesh, P())
+
+
+def local_copy(tree: Any) -> Any:
+    """The arrays of a replicated ``tree`` as plain arrays on this process's first device, for
+    work one process does alone (evaluation, figures) while the others need not take part."""
+
+    def one(x: Any) -> Any:
+        return x.addressable_data(0) if isinstance(x, jax.Array) else x
+
+    return jax.tree.map(one, tree)

@@ -3,11 +3,13 @@
 
 The values live in jaxseg/configs/supervised.py (on the LA base jaxseg/configs/la.py), so that a
 pip install has them too; this file is the same config by path. Settings: paper, paper8,
-synthetic, smoke. Commands::
+cpu, synthetic, smoke. Commands::
 
     jaxseg train experiments/supervised/configs/la.py:paper --workdir runs/supervised16 \
         --set data.root=DIR \
         --seeds 0,1,2
+    jaxseg train experiments/supervised/configs/la.py:cpu --workdir runs/la_cpu/supervised \
+        --set data.root=DIR --seeds 0,1,2
     jaxseg train experiments/supervised/configs/la.py:smoke --workdir runs/supervised_smoke
 
 Expected: SASSNet's table reports 86.03 Dice at 16 labels and 79.99 at 8 for this baseline; on
