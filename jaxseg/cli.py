@@ -53,6 +53,9 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import jax
+    from jax.experimental import multihost_utils
+
     from jaxseg.errors import DataError
     from jaxseg.methods import get_method
     from jaxseg.train.config import load_config
@@ -72,6 +75,10 @@ def _train(args: argparse.Namespace) -> int:
         return _fail("train", err)
     if primary:
         print(_report(result))
+    if jax.process_count() > 1:
+        # The others wait here while process 0 evaluates: jax.distributed's shutdown barrier
+        # has a timeout, this collective has none.
+        multihost_utils.sync_global_devices("jaxseg train: evaluated")
     return 0
 
 

@@ -197,14 +197,14 @@ def sliding_window(
     def body(acc, xs):
         batch_starts, batch_valid = xs
         patches = jax.vmap(
-            lambda start: lax.dynamic_slice(padded, (*start, 0), (*patch, channels))
+            lambda start: lax.dynamic_slice(padded, (*start, np.int32(0)), (*patch, channels))
         )(batch_starts)
         out = predict_fn(patches).astype(dtype)
         if weight is not None:
             out = out * weight[None]
 
         def add(b, acc):
-            index = (*batch_starts[b], 0)
+            index = (*batch_starts[b], np.int32(0))  # int32 like the starts, also under x64
             window = lax.dynamic_index_in_dim(out, b, keepdims=False)
             window = jnp.where(batch_valid[b], window, jnp.zeros_like(window))
             current = lax.dynamic_slice(acc, index, (*patch, classes))

@@ -23,7 +23,9 @@ engine reads, with neutral defaults:
 ``train``
     ``steps`` (total iterations), ``checkpoint_every``, ``log_every``, ``eval_every`` (0: no
     validation during training), ``max_to_keep``, ``tensorboard`` (also write TensorBoard
-    events; needs ``tensorboardX``).
+    events; needs ``tensorboardX``), ``precision``: "float32" (the papers' numerics) or
+    "float64" (every floating array of the state and the batches in float64; needs
+    ``JAX_ENABLE_X64=1``; for checks of exact equality, e.g. across device counts).
 ``eval``
     the test protocol: sliding window ``patch``/``stride``/``batch_size``/``blend`` ("mean" or
     "gaussian"), ``threshold``, ``largest_component``, the ``checkpoint`` evaluated ("last", or
@@ -91,6 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
             "eval_every": 0,
             "max_to_keep": 3,
             "tensorboard": False,
+            "precision": "float32",
         }
     )
     c.eval = ml_collections.ConfigDict(

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -189,9 +190,37 @@ def _source_grid(config: Any) -> Any:
     return source
 
 
+PRECISIONS = {"float32": np.float32, "float64": np.float64}
+"""``train.precision``: the dtype of every floating array of the state and of the batches."""
+
+
+def _precision(config: Any) -> Any:
+    name = str(config.train.get("precision", "float32"))
+    if name not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {sorted(PRECISIONS)}, got {name!r}")
+    if name == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("train.precision = float64 needs JAX_ENABLE_X64=1 in the environment")
+    return PRECISIONS[name]
+
+
+def _cast(tree: Any, dtype: Any) -> Any:
+    """``tree`` with its floating arrays in ``dtype`` (the others unchanged)."""
+
+    def cast(x: Any) -> Any:
+        floating = jnp.issubdtype(getattr(x, "dtype", None) or np.int32, jnp.floating)
+        return x.astype(dtype) if floating and x.dtype != dtype else x
+
+    return jax.tree.map(cast, tree)
+
+
+def _initial_state(method: Method, config: Any, key: jax.Array) -> Any:
+    """The method's fresh state in ``train.precision``."""
+    return _cast(method.create_state(config, key), _precision(config))
+
+
 def _abstract_state(method: Method, config: Any, mesh) -> Any:
     """Shapes, dtypes and (replicated) shardings of the method's state, without computing it."""
-    shapes = jax.eval_shape(functools.partial(method.create_state, config), jax.random.key(0))
+    shapes = jax.eval_shape(functools.partial(_initial_state, method, config), jax.random.key(0))
     sharding = replicated(mesh)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
@@ -238,9 +267,10 @@ def run_experiment(
     if primary and not (workdir / "split.json").exists():
         write_json_atomic(workdir / "split.json", split.ids())
     # Created replicated on the mesh by every process alike (no transfer between processes).
-    state = jax.jit(functools.partial(method.create_state, config), out_shardings=replicated(mesh))(
-        jax.random.key(int(config.seed))
-    )
+    state = jax.jit(
+        functools.partial(_initial_state, method, config), out_shardings=replicated(mesh)
+    )(jax.random.key(int(config.seed)))
+    dtype = _precision(config)
     state, hooks = method.prepare(config, state, split, workdir)
     workers = int(config.data.num_workers)
     dataset = semi_supervised_dataset(
@@ -294,7 +324,7 @@ def run_experiment(
             eval_every=eval_every,
             checkpointer=checkpointer,
             config=config,
-            put_batch=functools.partial(device_put_batch, mesh=mesh),
+            put_batch=lambda batch: device_put_batch(_cast(batch, dtype), mesh=mesh),
             progress=progress,
             tensorboard=bool(config.train.tensorboard),
             schedules=_schedules(config),
