@@ -12,15 +12,4 @@ set -euo pipefail
 root="${1:?usage: bash experiments/la_cpu.sh LA_ROOT [RUNS_DIR] [SEEDS]}"
 runs="${2:-runs/la_cpu}"
 seeds="${3:-0,1,2}"
-for method in supervised sassnet dtml; do
-  jaxseg train "${method}:cpu" --workdir "${runs}/${method}" --seeds "${seeds}" --no-progress \
-    --set data.root="${root}"
-done
-for run in "${runs}"/*/seed_*; do
-  [ -f "${run}/eval_lcc/metrics.json" ] || jaxseg evaluate --workdir "${run}" \
-    --output "${run}/eval_lcc" --no-progress --set eval.largest_component=True
-done
-python experiments/summarize.py "${runs}" --paired supervised --voxels --minutes \
-  --output experiments/figures/la_cpu.png
-python experiments/summarize.py "${runs}" --eval eval_lcc --paired supervised --voxels \
-  --output experiments/figures/la_cpu_lcc.png
+bash experiments/la_compare.sh "${root}" cpu "${runs}" "${seeds}" experiments/figures/la_cpu

@@ -12,16 +12,6 @@ root="${1:?usage: bash experiments/la_paper.sh LA_ROOT [RUNS_DIR] [SEEDS]}"
 runs="${2:-runs/la_paper}"
 seeds="${3:-0}"
 for setting in paper paper8; do
-  for method in supervised sassnet dtml; do
-    jaxseg train "${method}:${setting}" --workdir "${runs}/${setting}/${method}" \
-      --seeds "${seeds}" --no-progress --set data.root="${root}"
-  done
-  for run in "${runs}/${setting}"/*/seed_*; do
-    [ -f "${run}/eval_lcc/metrics.json" ] || jaxseg evaluate --workdir "${run}" \
-      --output "${run}/eval_lcc" --no-progress --set eval.largest_component=True
-  done
-  python experiments/summarize.py "${runs}/${setting}" --paired supervised --voxels --minutes \
-    --output "${runs}/${setting}/dice.png"
-  python experiments/summarize.py "${runs}/${setting}" --eval eval_lcc --paired supervised \
-    --voxels --output "${runs}/${setting}/dice_lcc.png"
+  bash experiments/la_compare.sh "${root}" "${setting}" "${runs}/${setting}" "${seeds}" \
+    "${runs}/${setting}/dice"
 done

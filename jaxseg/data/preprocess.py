@@ -101,16 +101,19 @@ def _sample(volume: np.ndarray, ratio: np.ndarray, shape: tuple[int, ...], order
     )  # fmt: skip
 
 
+def _sample_channels(
+    volume: np.ndarray, ratio: np.ndarray, shape: tuple[int, ...], order: int
+) -> np.ndarray:
+    """:func:`_sample` of every channel of a channels-last ``volume``, float32."""
+    channels = [_sample(volume[..., c], ratio, shape, order, np.float32)
+                for c in range(volume.shape[-1])]  # fmt: skip
+    return np.stack(channels, axis=-1)
+
+
 def _resample(case: Case, shape: Sequence[int], ratio: np.ndarray, order: int) -> Case:
     """Sample ``case`` at input index ``(j + 0.5) * ratio - 0.5`` for ``j`` in ``shape``."""
     shape = tuple(int(n) for n in shape)
-    image = np.stack(
-        [
-            _sample(case.image[..., c], ratio, shape, order, np.float32)
-            for c in range(case.image.shape[-1])
-        ],
-        axis=-1,
-    )
+    image = _sample_channels(case.image, ratio, shape, order)
     label = None if case.label is None else _sample(case.label, ratio, shape, 0, np.int32)
     ndim = len(shape)
     step = np.eye(ndim + 1)
@@ -145,10 +148,7 @@ def resample_onto(
             f"volume {volume.shape} must be channels-last with {len(shape)} spatial axes and "
             f"spacing {tuple(spacing)} one value per axis"
         )
-    return np.stack(
-        [_sample(volume[..., c], ratio, shape, order, np.float32) for c in range(volume.shape[-1])],
-        axis=-1,
-    )
+    return _sample_channels(volume, ratio, shape, order)
 
 
 def _check_order(order: int) -> None:

@@ -264,9 +264,11 @@ class _Listing:
     train: dict[str, Callable[[], Case]]
     tests: dict[str, dict[str, Callable[[], Case]]]
 
-    def split(self, ids: Mapping[str, Any], prep: Preprocessing, *, cache: bool) -> Split:
-        """The lazy :class:`Split` of the checked ``ids`` (see :func:`_checked_ids`); ``cache``
-        keeps every case once read (one cache per part)."""
+    def split(self, ids: Mapping[str, Any], data: Any) -> Split:
+        """The lazy :class:`Split` of the checked ``ids`` (see :func:`_checked_ids`), its cases
+        preprocessed as ``data`` says and kept once read with ``data.cache`` (a cache per
+        part)."""
+        prep, cache = Preprocessing.from_config(data), bool(_get(data, "cache"))
         unknown_sets = sorted(set(ids["test"]) - set(self.tests))
         if unknown_sets:
             raise DataError(
@@ -353,8 +355,7 @@ def _la_h5(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
     if ids is None:
         ids = _partition(la_split("train"), **_counts(data), where=str(root))
         ids["test"] = {"test": _cap(la_split("test"), int(_get(data, "test")), root)}
-    listing = _Listing(str(root), readers, {"test": readers})
-    return listing.split(ids, Preprocessing.from_config(data), cache=bool(_get(data, "cache")))
+    return _Listing(str(root), readers, {"test": readers}).split(ids, data)
 
 
 def _synthetic(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
@@ -445,8 +446,7 @@ def _nifti(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
         else:
             test_ids, order = _cap(order, n_test, root / "imagesTr"), order[n_test:]
         ids = {**_partition(order, **_counts(data), where=str(root)), "test": {"test": test_ids}}
-    listing = _Listing(str(root), train, {"test": test})
-    return listing.split(ids, Preprocessing.from_config(data), cache=bool(_get(data, "cache")))
+    return _Listing(str(root), train, {"test": test}).split(ids, data)
 
 
 def _png2d(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
@@ -467,8 +467,7 @@ def _png2d(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
             name: _cap(list(cases), n_test, root / _PNG_LISTS[name][0])
             for name, cases in lists.items()
         }
-    listing = _Listing(str(root), train, lists)
-    return listing.split(ids, Preprocessing.from_config(data), cache=bool(_get(data, "cache")))
+    return _Listing(str(root), train, lists).split(ids, data)
 
 
 SOURCES: dict[str, Callable[..., Split]] = {
