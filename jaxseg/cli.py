@@ -206,6 +206,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from jaxseg.train.config import apply_overrides, load_config
     from jaxseg.train.evaluate import probabilities_to_labels
     from jaxseg.train.experiment import load_run_config, predict_case, restore_state
+    from jaxseg.train.state import local_copy
 
     if (args.workdir is None) == (args.weights is None):
         raise ValueError("give either --workdir (a trained run) or --weights with --config")
@@ -216,8 +217,10 @@ def _run_predict(args: argparse.Namespace) -> int:
         config = apply_overrides(load_run_config(args.workdir), args.set)
         method = get_method(config.method)
         state, _ = restore_state(method, config, args.workdir, args.checkpoint or "last")
+        state = local_copy(state)
         nets = state.nets
     else:
+        state = None
         if args.config is None:
             raise ValueError("--weights needs --config CONFIG[:setting] to build the network")
         config = load_config(args.config, args.set)
@@ -225,7 +228,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         nets = _nets_from_torch(method, config, args.weights)
     case = load_case(args.input)
     image = case.image if args.no_normalize else zscore(case.image)
-    out = predict_case(method, config, nets, np.asarray(image, np.float32))
+    out = predict_case(method, config, nets, np.asarray(image, np.float32), state=state)
     labels = probabilities_to_labels(
         out["prob"],
         threshold=float(config.eval.threshold),

@@ -1,5 +1,5 @@
 """Figures shared by every method: slices with contours, per-case Dice, training curves, seeds,
-and Atlas-ISTN's atlas, prediction and summary figures.
+Atlas-ISTN's atlas, prediction and summary figures, and STIPPLE's spatial prior.
 
 Every function draws on a fresh matplotlib :class:`~matplotlib.figure.Figure` with an Agg canvas
 (:func:`new_figure`, outside pyplot's global state, so it is safe in threads and never opens a
@@ -31,6 +31,7 @@ __all__ = [
     "new_figure",
     "outputs_figure",
     "predictions_figure",
+    "prior_figure",
     "save_png",
     "seeds_figure",
 ]
@@ -271,6 +272,22 @@ def atlas_figure(
         axes[row, 1].set_title(f"atlas foreground ({name})", fontsize=9)
         for ax in axes[row]:
             ax.set_axis_off()
+    save_png(fig, path)
+
+
+def prior_figure(prior: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    """The bins of a spatial prior ``(Wp, Hp, B)`` side by side (STIPPLE's Figs. 2 and 5), bin 0
+    (the organ's lowest slices along Z) first, probabilities on one colour scale."""
+    prior = np.asarray(prior)
+    bins = prior.shape[2]
+    fig = new_figure((2.0 * bins + 0.8, 2.6))
+    axes = fig.subplots(1, bins, squeeze=False)[0]
+    for b, ax in enumerate(axes):
+        shown = ax.imshow(prior[:, :, b], cmap="magma", vmin=0, vmax=1)
+        ax.set_title(f"bin {b}", fontsize=8)
+        ax.set_axis_off()
+    fig.colorbar(shown, ax=list(axes), fraction=0.02)
+    fig.suptitle(title, fontsize=10)
     save_png(fig, path)
 
 

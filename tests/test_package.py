@@ -28,11 +28,11 @@ PUBLIC_API = {
     "jaxseg.inference": ["sliding_window"],
     "jaxseg.priors": [
         "build_spatial_prior", "prior_driven_softmax", "prior_driven_sigmoid", "place_prior",
-        "locate_prior", "select_pseudo_labels",
+        "locate_prior", "select_pseudo_labels", "bounding_box",
     ],
     **{
         f"jaxseg.methods.{name}": ["default_config", "create_state", "make_train_step", "predict"]
-        for name in ("supervised", "sassnet", "dtml", "atlas_istn")
+        for name in ("supervised", "sassnet", "dtml", "stipple", "atlas_istn")
     },
     "jaxseg.methods": ["get_method", "Method"],
     "jaxseg.data.sources": ["load_split", "Split"],
@@ -69,7 +69,9 @@ RULES = {
     "methods": (
         # tqdm: progress of a method's own evaluation loop (Atlas-ISTN's per-case refinement).
         {"jax", "flax", "optax", "numpy", "ml_collections", "tqdm"},
-        {*PURE_CORE, "nn", "interop", "train", "data", "configs", "methods", "viz", "errors"},
+        # atomic: files a method writes during training (STIPPLE's pseudo-labels).
+        {*PURE_CORE, "nn", "interop", "train", "data", "configs", "methods", "viz", "errors"}
+        | {"atomic"},
     ),
     # The shipped configs: values on the engine's base config, nothing else.
     "configs": ({"ml_collections"}, {"configs", "train.config"}),

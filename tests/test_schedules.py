@@ -89,3 +89,17 @@ def test_cli_run_logs_the_scaled_learning_rate_and_ramp(tmp_path):
     assert records[-1]["lr_seg"] == pytest.approx(expected[40])
     times = [r["wall_time"] for r in records]
     assert times == sorted(times) and times[0] > 0
+
+
+def test_inverse_time_decay_reaches_end_lr_at_the_last_update():
+    steps = 1001
+    schedule = learning_rate({"name": "adam", "lr": 1e-4, "end_lr": 1e-5}, steps=steps)
+    counts = np.array([0, 1, 500, steps - 1])
+    lrs = np.array([float(schedule(c)) for c in counts])
+    # Keras' InverseTimeDecay: lr0 / (1 + k t), i.e. 1 / lr grows linearly with the count.
+    k = (1e-4 / 1e-5 - 1) / (steps - 1)
+    np.testing.assert_allclose(lrs, 1e-4 / (1 + k * counts), rtol=1e-12)
+    assert lrs[-1] == pytest.approx(1e-5, rel=1e-12)
+    for bad, match in (({"end_lr": 2e-4}, "end_lr"), ({"end_lr": 1e-5, "decay_every": 10}, "not both")):
+        with pytest.raises(ValueError, match=match):
+            learning_rate({"name": "adam", "lr": 1e-4, **bad}, steps=steps)

@@ -6,4 +6,4 @@ result. :mod:`jaxseg.configs.la` is the base the Left Atrium configs share.
 """
 
 #: The configs ``jaxseg train NAME[:setting]`` accepts (``la`` is a base, not a method's).
-NAMES = ("supervised", "sassnet", "dtml", "atlas_istn", "atlas_istn_3d")
+NAMES = ("supervised", "sassnet", "dtml", "stipple", "atlas_istn", "atlas_istn_3d")

@@ -9,7 +9,7 @@ generators (:mod:`jaxseg.data.synthetic`) make every experiment run without a do
 """
 
 from jaxseg.data import synthetic
-from jaxseg.data.case import Case
+from jaxseg.data.case import Case, MappedCases
 from jaxseg.data.check import check_dataset
 from jaxseg.data.files import CaseFiles, ChannelFiles
 from jaxseg.data.la_h5 import LA_SPACING, la_list_cases, la_partition, la_split, load_la_case
@@ -48,6 +48,7 @@ from jaxseg.data.synthetic import (
 )
 from jaxseg.data.transforms import (
     RandomAffine,
+    RandomChannelShift,
     RandomCrop,
     RandomRotFlip,
     default_transforms,
@@ -62,8 +63,10 @@ __all__ = [
     "CaseFiles",
     "ChannelFiles",
     "LoaderOptions",
+    "MappedCases",
     "Preprocessing",
     "RandomAffine",
+    "RandomChannelShift",
     "RandomCrop",
     "RandomRotFlip",
     "Split",

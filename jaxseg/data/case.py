@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -80,3 +81,30 @@ class Case:
     @property
     def spatial_shape(self) -> tuple[int, ...]:
         return self.image.shape[:-1]
+
+
+class MappedCases(Sequence):
+    """``cases`` with ``fn`` applied on access, lazily (slices stay lazy).
+
+    With ``keep=True`` (default) each result is kept once computed (a method's preparation may
+    be costly and the pipelines read every case many times); ``keep=False`` calls ``fn`` on
+    every access, for cases whose result changes during training (e.g. pseudo-labels read from
+    files a hook rewrites).
+    """
+
+    def __init__(self, cases: Sequence[Case], fn: Callable[[Case], Case], *, keep: bool = True):
+        self._cases, self._fn = cases, fn
+        self._done: dict[int, Case] | None = {} if keep else None
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if self._done is None:
+            return self._fn(self._cases[index])
+        if index not in self._done:
+            self._done[index] = self._fn(self._cases[index])
+        return self._done[index]

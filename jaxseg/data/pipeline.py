@@ -10,6 +10,11 @@ A *batch* stacks records along a new first axis::
 
     {"image": float32 (B, *P, C), "label": int32 (B, *P), "labelled": bool (B,), "id": str (B,)}
 
+In a pipeline every record also carries ``"position"``, its index in its (shuffled, repeated)
+stream, which transforms may read: in a two-stream pipeline item ``position`` of a stream of
+``size`` items per batch belongs to batch ``position // size`` (the batch of training step
+``position // size + 1``), whichever process reads it.
+
 Records without a label (the unlabelled stream, or unlabelled cases in :func:`dataset`) get a
 label of zeros and ``labelled = False``: which items are supervised is carried by ``labelled``,
 never by their position in the batch. ``id`` is a numpy string array for logging; drop it before
@@ -266,8 +271,19 @@ def _stream(
     if shuffle:
         ds = ds.shuffle()
     ds = ds.repeat(num_epochs)
-    ds = ds.map(to_record)
+    ds = ds.map_with_index(_Positioned(to_record))
     return _apply(ds, transforms)
+
+
+class _Positioned:
+    """``(index, case) -> record`` with ``"position": index``, the item's place in its stream
+    (picklable, for grain's worker processes)."""
+
+    def __init__(self, to_record: Callable[[Case], Record]):
+        self.to_record = to_record
+
+    def __call__(self, index: int, case: Case) -> Record:
+        return {**self.to_record(case), "position": int(index)}
 
 
 def _use_default_flags_if_unparsed() -> None:

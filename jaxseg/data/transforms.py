@@ -1,5 +1,5 @@
 """Per-record transforms of the input pipelines: random crop, axial rot90/flip, random affine,
-normalisation (grain ``RandomMap``/``Map`` objects; see :mod:`jaxseg.data.pipeline`).
+shift of some channels, normalisation (grain ``RandomMap``/``Map`` objects; see :mod:`jaxseg.data.pipeline`).
 
 A *record* is one case as a dict ``{"image": float32 (*S, C), "label": int32 (*S) or None,
 "id": str}``. Random transforms draw only from the ``np.random.Generator`` grain hands them and
@@ -17,6 +17,7 @@ from scipy import ndimage
 
 __all__ = [
     "RandomAffine",
+    "RandomChannelShift",
     "RandomCrop",
     "RandomRotFlip",
     "Record",
@@ -300,6 +301,57 @@ class RandomAffine(grain.transforms.RandomMap):
         if self.prob < 1.0 and rng.random() >= self.prob:
             return element
         return self.apply(element, self.sample_matrix(rng, len(spatial_shape(element))))
+
+
+class RandomChannelShift(grain.transforms.RandomMap):
+    """Translate some image channels alone by a random whole number of voxels.
+
+    Draws an integer offset ``t_i`` uniformly in ``[-translation_i, translation_i]`` per spatial
+    axis and moves the ``channels`` of the image by it (``out[x + t] = in[x]``); voxels moved in
+    from outside get ``fill``. The other channels and the label are unchanged, so the shifted
+    channels lose their alignment with them: STIPPLE's simulation of an imperfectly positioned
+    prior (its Appendix B), applied to the prior channel before the joint augmentation.
+
+    Args:
+      channels: indices of the image channels to shift.
+      translation: largest shift in voxels, a non-negative int or one per spatial axis.
+      fill: value of the voxels shifted in.
+    """
+
+    def __init__(
+        self, channels: Sequence[int], translation: int | Sequence[int], *, fill: float = 0.0
+    ):
+        self.channels = tuple(int(c) for c in channels)
+        self.translation = np.atleast_1d(np.asarray(translation))
+        if not np.issubdtype(self.translation.dtype, np.integer) or np.any(self.translation < 0):
+            raise ValueError(f"translation must be non-negative ints, got {translation!r}")
+        self.fill = float(fill)
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomChannelShift(channels={self.channels}, "
+            f"translation={self.translation.tolist()}, fill={self.fill})"
+        )
+
+    def random_map(self, element: Record, rng: np.random.Generator) -> Record:
+        """Shift the ``channels`` of ``element``'s image ``(*S, C)``."""
+        image = element["image"]
+        shape = spatial_shape(element)
+        if self.translation.size not in (1, len(shape)):
+            raise ValueError(
+                f"record {element.get('id')!r}: translation {self.translation.tolist()} for "
+                f"{len(shape)} spatial axes"
+            )
+        bound = np.broadcast_to(self.translation, (len(shape),))
+        offset = rng.integers(-bound, bound + 1)
+        target = tuple(slice(max(t, 0), n + min(t, 0)) for t, n in zip(offset, shape))
+        source = tuple(slice(max(-t, 0), n + min(-t, 0)) for t, n in zip(offset, shape))
+        out = image.copy()
+        for channel in self.channels:
+            moved = np.full(shape, self.fill, image.dtype)
+            moved[target] = image[(*source, channel)]
+            out[..., channel] = moved
+        return {**element, "image": out}
 
 
 def default_transforms(patch: Sequence[int] | None) -> tuple[Transform, ...]:

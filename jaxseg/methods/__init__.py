@@ -17,7 +17,7 @@ from jaxseg.train.method import Method
 __all__ = ["METHODS", "Method", "get_method"]
 
 #: The registered methods.
-METHODS = ("supervised", "sassnet", "dtml", "atlas_istn")
+METHODS = ("supervised", "sassnet", "dtml", "stipple", "atlas_istn")
 
 
 def get_method(name: str) -> Method:

@@ -2,7 +2,7 @@
 positioning and pseudo-label selection.
 
 * :func:`build_spatial_prior` (NumPy, data preparation): the ``(Wp, Hp, B)`` prior of an organ
-  from labelled volumes (Algorithm 1).
+  from labelled volumes (Algorithm 1); :func:`bounding_box`: the box that centres an organ.
 * :func:`place_prior`: that prior as a per-voxel ``(X, Y, Z)`` volume around a given centre.
 * :func:`locate_prior`: the organ centre in an unlabelled volume (coarse centroid, then a KL
   search over translations).
@@ -19,9 +19,10 @@ from jaxseg.priors.prediction import (
     prior_driven_softmax,
     select_pseudo_labels,
 )
-from jaxseg.priors.spatial import build_spatial_prior, locate_prior, place_prior
+from jaxseg.priors.spatial import bounding_box, build_spatial_prior, locate_prior, place_prior
 
 __all__ = [
+    "bounding_box",
     "build_spatial_prior",
     "locate_prior",
     "place_prior",

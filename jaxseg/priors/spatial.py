@@ -12,7 +12,8 @@ centred at ``centre`` covers the voxels ``centre - (a, b, c) // 2 + (i, j, s)`` 
 ``0 <= i < a``, ``0 <= j < b``, ``0 <= s < c``; slice ``s`` of a window of ``c`` slices belongs
 to bin ``s * B // c`` (Algorithm 1 of the paper).
 
-* :func:`build_spatial_prior` (NumPy, data preparation): the prior from labelled volumes.
+* :func:`build_spatial_prior` (NumPy, data preparation): the prior from labelled volumes, the
+  organs centred by :func:`bounding_box`.
 * :func:`place_prior` (JAX): the per-voxel prior volume of one case, for eq. 2-3.
 * :func:`locate_prior` (JAX): the organ centre in an unlabelled volume, by a KL search over
   translations (section 3.2).
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["build_spatial_prior", "locate_prior", "place_prior"]
+__all__ = ["bounding_box", "build_spatial_prior", "locate_prior", "place_prior"]
 
 
 def _positive_ints(values, name: str, count: int, *, allow_zero: bool = False) -> tuple[int, ...]:
@@ -53,8 +54,10 @@ def _as_float(x) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """First and last indices ``(lo, hi)`` of the true voxels of ``mask``; None when empty."""
+def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last indices ``(lo, hi)`` (int64 arrays, one entry per axis) of the non-zero
+    voxels of ``mask``, None when it has none; the organ centre of Algorithm 1 is
+    ``(lo + hi) // 2``. NumPy (data preparation)."""
     points = np.argwhere(mask)
     if points.size == 0:
         return None
@@ -75,7 +78,7 @@ def _window(mask: np.ndarray, start: np.ndarray, size: tuple[int, ...]) -> np.nd
 
 def _binary_prior(masks: list[np.ndarray], bins: int, size: tuple[int, ...] | None) -> np.ndarray:
     """Algorithm 1 for one organ: bool ``(X_n, Y_n, Z_n)`` masks -> float32 ``(Wp, Hp, bins)``."""
-    boxes = [(mask, box) for mask in masks if (box := _bounding_box(mask)) is not None]
+    boxes = [(mask, box) for mask in masks if (box := bounding_box(mask)) is not None]
     if not boxes:
         raise ValueError("no label volume contains the organ: its spatial prior is undefined")
     if size is None:

@@ -49,7 +49,7 @@ from jaxseg.metrics import METRICS, evaluate_case
 from jaxseg.metrics import largest_component as _largest_component
 from jaxseg.train.logging import write_json_atomic
 
-__all__ = ["evaluate", "predict_volume", "probabilities_to_labels"]
+__all__ = ["evaluate", "predict_volume", "probabilities_to_labels", "window_options"]
 
 # The distance metrics, which are also reported in voxels as ``<name>_voxels``.
 _DISTANCES = tuple(name for name in METRICS if name not in ("dice", "jaccard"))
@@ -136,6 +136,18 @@ def predict_volume(
         apply_fn, _hashable(patch), _hashable(stride), batch_size, blend
     )
     return np.asarray(jitted(variables, np.asarray(image)))
+
+
+def window_options(config: Any) -> dict[str, Any]:
+    """The sliding-window keywords of :func:`predict_volume` from a config's ``eval`` section
+    (``patch``, ``stride``, ``batch_size``, ``blend``)."""
+    e = config.eval
+    return {
+        "patch": tuple(e.patch),
+        "stride": tuple(e.stride),
+        "batch_size": int(e.batch_size),
+        "blend": str(e.get("blend", "mean")),
+    }
 
 
 def probabilities_to_labels(

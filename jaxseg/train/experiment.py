@@ -43,12 +43,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxseg.data.case import Case
+from jaxseg.data.case import Case, MappedCases
 from jaxseg.data.pipeline import loader_options, semi_supervised_dataset
 from jaxseg.data.sources import Split, load_split
 from jaxseg.train.checkpoint import Checkpointer, CheckpointError
 from jaxseg.train.config import config_diff
-from jaxseg.train.evaluate import evaluate, json_safe, predict_volume
+from jaxseg.train.evaluate import evaluate, json_safe, predict_volume, window_options
 from jaxseg.train.logging import plot_curves, write_json_atomic
 from jaxseg.train.loop import train
 from jaxseg.train.method import Method
@@ -77,25 +77,6 @@ class RunDirectoryError(ValueError):
     """A run directory that holds another experiment (its ``config.json`` differs)."""
 
 
-class _Prepared(Sequence):
-    """``cases`` with ``fn`` applied on access, each result kept (a method's preparation may be
-    costly and the pipeline reads every case many times)."""
-
-    def __init__(self, cases: Sequence[Case], fn):
-        self._cases, self._fn, self._done = cases, fn, {}
-
-    def __len__(self) -> int:
-        return len(self._cases)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]
-        if index not in self._done:
-            self._done[index] = self._fn(self._cases[index])
-        return self._done[index]
-
-
 def load_data(method: Method, config: Any, *, ids: Mapping[str, Any] | None = None) -> Split:
     """The :class:`~jaxseg.data.sources.Split` of ``config.data`` (``ids``: a fixed split, e.g.
     a run's ``split.json``), every case passed through ``method.prepare_case``."""
@@ -104,10 +85,10 @@ def load_data(method: Method, config: Any, *, ids: Mapping[str, Any] | None = No
         return split
     prepare = functools.partial(method.prepare_case, config)
     return Split(
-        labelled=_Prepared(split.labelled, prepare),
-        unlabelled=_Prepared(split.unlabelled, prepare),
-        val=_Prepared(split.val, prepare),
-        test_sets={name: _Prepared(cases, prepare) for name, cases in split.test_sets.items()},
+        labelled=MappedCases(split.labelled, prepare),
+        unlabelled=MappedCases(split.unlabelled, prepare),
+        val=MappedCases(split.val, prepare),
+        test_sets={name: MappedCases(cases, prepare) for name, cases in split.test_sets.items()},
     )
 
 
@@ -145,6 +126,20 @@ def check_run_directory(workdir: str | os.PathLike, config: Any) -> None:
         )
 
 
+def _test_cases(method: Method, config: Any, state: Any, cases: Sequence[Case]) -> Sequence[Case]:
+    """``cases`` passed lazily through ``method.prepare_test_case`` with the trained ``state``
+    (None: networks without a run's state, e.g. imported weights).
+
+    Raises:
+      ValueError: ``state`` is None for a method whose test cases need it.
+    """
+    if method.prepare_test_case is Method.prepare_test_case:
+        return cases
+    if state is None:
+        raise ValueError(f"{config.method} predicts from the state of a trained run only")
+    return MappedCases(cases, functools.partial(method.prepare_test_case, config, state))
+
+
 def _empty_policy(value: Any) -> str | float:
     return "nan" if str(value).lower() == "nan" else float(value)
 
@@ -156,20 +151,10 @@ def _apply_fn(method: Method, config: Any, output: str = "prob"):
     return apply_fn
 
 
-def _window(config: Any) -> dict[str, Any]:
-    e = config.eval
-    return {
-        "patch": tuple(e.patch),
-        "stride": tuple(e.stride),
-        "batch_size": int(e.batch_size),
-        "blend": str(e.get("blend", "mean")),
-    }
-
-
 def _eval_kwargs(config: Any) -> dict[str, Any]:
     e = config.eval
     return {
-        **_window(config),
+        **window_options(config),
         "threshold": float(e.threshold),
         "largest_component": bool(e.largest_component),
         "empty": _empty_policy(e.empty),
@@ -272,15 +257,20 @@ def run_experiment(
     )(jax.random.key(int(config.seed)))
     dtype = _precision(config)
     state, hooks = method.prepare(config, state, split, workdir)
+    data = method.training_data(config, state, split, workdir)
+    unlabelled = data.unlabelled if unlabelled else []
     workers = int(config.data.num_workers)
+    transforms = method.transforms(config, state, workdir)
+    if transforms is None and not config.data.augment:
+        transforms = ()
     dataset = semi_supervised_dataset(
-        split.labelled,
+        data.labelled,
         unlabelled,
         patch=tuple(config.data.patch),
         labelled_batch=int(config.data.labelled_batch),
         unlabelled_batch=int(config.data.unlabelled_batch),
         seed=int(config.seed),
-        transforms=None if config.data.augment else (),
+        transforms=transforms,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         options=loader_options() if workers < 0 else loader_options(num_workers=workers),
@@ -293,10 +283,11 @@ def run_experiment(
             # Every process validates (the best checkpoint is chosen collectively) on its copy
             # of the networks; process 0 writes metrics and figures to <workdir>/val/<step>/.
             out_dir = workdir / "val" / f"{int(jax.device_get(state.step)):06d}"
+            local = local_copy(state)
             result = evaluate(
                 apply_fn,
-                local_copy(state.nets),
-                split.val,
+                local.nets,
+                _test_cases(method, config, local, split.val),
                 **kwargs,
                 out_dir=out_dir if primary else None,
                 num_figures=int(config.eval.num_figures),
@@ -430,7 +421,7 @@ def evaluate_run(
         results[name] = evaluate(
             _apply_fn(method, config),
             nets,
-            cases,
+            _test_cases(method, config, state, cases),
             **_eval_kwargs(config),
             out_dir=out_dir if len(test_sets) == 1 else out_dir / name,
             num_figures=int(config.eval.num_figures),
@@ -445,11 +436,15 @@ def evaluate_run(
 
 
 def predict_case(
-    method: Method, config: Any, nets: Any, image: np.ndarray
+    method: Method, config: Any, nets: Any, image: np.ndarray, *, state: Any = None
 ) -> dict[str, np.ndarray]:
     """Whole-volume outputs of one image ``(*S, C)`` (already normalised as the training data):
-    ``{"prob": (*S, K), ...}`` plus every other output of ``method.predict`` (e.g. ``"sdm"``)."""
-    window = _window(config)
+    ``{"prob": (*S, K), ...}`` plus every other output of ``method.predict`` (e.g. ``"sdm"``).
+
+    ``state`` (the trained run's, whose ``nets`` are ``nets``) completes the image first when
+    the method prepares its test cases (``method.prepare_test_case``)."""
+    (image,) = (case.image for case in _test_cases(method, config, state, [Case("input", image)]))
+    window = window_options(config)
     shapes = jax.eval_shape(
         functools.partial(method.predict, config),
         nets,

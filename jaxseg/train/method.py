@@ -20,11 +20,23 @@ have defaults that fit a segmentation network evaluated by sliding windows:
 ``prepare_case(config, case) -> case``
     method-specific preprocessing of every case the data source gives (e.g. resampling to the
     fixed grid of a registration network), applied lazily; default: the case unchanged.
+``transforms(config, state, workdir) -> tuple`` or None
+    the per-record transforms of the training batches (:mod:`jaxseg.data.transforms`; they may
+    read a record's ``"position"`` in its stream, see :mod:`jaxseg.data.pipeline`), given the
+    prepared state; None (default): :func:`jaxseg.data.default_transforms` of ``data.patch``
+    when ``data.augment`` is true, no transform otherwise.
 ``prepare(config, state, split, workdir) -> (state, hooks)``
     the fresh state completed from the training data (e.g. an initial template built from the
     cases) and :class:`jaxseg.train.Hook` objects run by the loop (e.g. an epoch-end update of
-    that template); default:
-    the state unchanged and no hook.
+    that template, or a round of pseudo-labelling); default: the state unchanged and no hook.
+``training_data(config, state, split, workdir) -> split``
+    the :class:`jaxseg.data.sources.Split` the batches are drawn from, given the prepared state
+    (e.g. cases with extra channels the step reads: a placed prior, pseudo-labels written by a
+    hook into ``workdir``); default: ``split`` unchanged.
+``prepare_test_case(config, state, case) -> case``
+    a validation, test or prediction case completed with what the trained state infers before
+    ``predict`` runs on it by sliding windows (e.g. a prior positioned on the network's first
+    prediction, as an extra channel); default: the case unchanged.
 ``evaluate(config, state, test_sets, *, out_dir, progress, metadata) -> result`` or None
     a method's own test protocol (several outputs per case, test-time refinement), writing
     ``<out_dir>/metrics.json``; None (default) uses the engine's sliding-window evaluation of
@@ -49,6 +61,20 @@ def _same_case(config: Any, case: Any) -> Any:
     return case
 
 
+def _no_transforms(config: Any, state: Any, workdir: str | os.PathLike) -> None:
+    del config, state, workdir
+
+
+def _same_split(config: Any, state: Any, split: Any, workdir: str | os.PathLike) -> Any:
+    del config, state, workdir
+    return split
+
+
+def _same_test_case(config: Any, state: Any, case: Any) -> Any:
+    del config, state
+    return case
+
+
 def _no_preparation(
     config: Any, state: Any, split: Any, workdir: str | os.PathLike
 ) -> tuple[Any, list]:
@@ -67,7 +93,10 @@ class Method:
     make_train_step: Callable[[Any], Callable]
     predict: Callable[[Any, Any, Any], Mapping[str, Any]]
     prepare_case: Callable[[Any, Any], Any] = _same_case
+    transforms: Callable[[Any, Any, Any], Any] = _no_transforms
     prepare: Callable[[Any, Any, Any, Any], tuple[Any, list]] = _no_preparation
+    training_data: Callable[[Any, Any, Any, Any], Any] = _same_split
+    prepare_test_case: Callable[[Any, Any, Any], Any] = _same_test_case
     evaluate: Callable[..., dict] | None = None
     import_weights: Callable[[Any, Any, Mapping[str, Any], str], Any] | None = None
 

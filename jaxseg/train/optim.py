@@ -10,6 +10,10 @@ The learning rate is ``lr * decay_rate ** (count // decay_every)`` (constant whe
 ``decay_every`` is 0), the reference code's ``lr = base_lr * 0.1 ** (iter_num // 2500)`` applied
 after every 2500th iteration: iterations 1-2500 use ``lr``, 2501-5000 ``0.1 lr`` and so on.
 
+With ``end_lr`` instead, the learning rate decays in inverse time,
+``lr / (1 + k count)``, with ``k = (lr / end_lr - 1) / (steps - 1)`` so that the last of the
+run's ``steps`` updates uses ``end_lr`` (Keras' ``InverseTimeDecay``, which the paper names).
+
 Schedule lengths carry their unit (:func:`schedule_steps`): ``decay_every_unit`` is
 ``"iterations"`` (the default: the value is a number of iterations whatever the run's length) or
 ``"run"`` (the value is a fraction of the run: the papers' 2500 of 6000 iterations are
@@ -32,7 +36,7 @@ __all__ = ["UNITS", "learning_rate", "make_optimizer", "schedule_steps"]
 #: Units of schedule lengths: a number of iterations, or a fraction of the run.
 UNITS = ("iterations", "run")
 
-_DECAY = {"decay_every", "decay_every_unit", "decay_rate"}
+_DECAY = {"decay_every", "decay_every_unit", "decay_rate", "end_lr"}
 _KEYS = {
     "sgd": {"name", "lr", "momentum", "nesterov", "weight_decay", *_DECAY},
     "adam": {"name", "lr", "b1", "b2", "eps", "weight_decay", *_DECAY},
@@ -82,6 +86,14 @@ def learning_rate(section: Mapping[str, Any], *, steps: int) -> optax.Schedule:
     """
     section = _check(section)
     lr = float(section["lr"])
+    if "end_lr" in section:
+        if section.get("decay_every", 0):
+            raise ValueError("an optimizer decays either every decay_every or to end_lr, not both")
+        end = float(section["end_lr"])
+        if not 0 < end <= lr:
+            raise ValueError(f"end_lr must lie in (0, lr = {lr:g}], got {end:g}")
+        rate = (lr / end - 1.0) / max(int(steps) - 1, 1)
+        return lambda count: lr / (1.0 + rate * count)
     every = schedule_steps(
         section.get("decay_every", 0), section.get("decay_every_unit", "iterations"), steps=steps
     )
