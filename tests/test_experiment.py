@@ -287,3 +287,19 @@ def test_best_checkpoint_is_the_one_of_the_best_validation_dice(tmp_path):
     assert step == 2 and int(best.step) == 2
     last, step = restore_state(method, config, tmp_path, "last")
     assert step == 3 and int(last.step) == 3
+
+
+def test_a_key_added_since_the_run_counts_as_its_default(tmp_path):
+    """A run directory of an older version lacks keys added since (e.g. train.precision): it
+    equals the same config at the keys' defaults, and no other value."""
+    from jaxseg.train.config import load_config
+    from jaxseg.train.experiment import RunDirectoryError, check_run_directory
+
+    config = load_config("supervised:smoke")
+    stored = json.loads(json.dumps(config.to_dict()))
+    del stored["train"]["precision"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    check_run_directory(tmp_path, config)  # float32, the default: the same run
+    config.train.precision = "float64"
+    with pytest.raises(RunDirectoryError, match="train.precision"):
+        check_run_directory(tmp_path, config)

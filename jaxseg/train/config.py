@@ -232,9 +232,19 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def config_diff(a: Any, b: Any, *, ignore: Sequence[str] = ()) -> list[str]:
+def config_diff(
+    a: Any, b: Any, *, ignore: Sequence[str] = (), defaults: Any = None
+) -> list[str]:
     """The dotted keys whose values differ between two configs (or ``config.json`` contents),
-    keys present in only one included, ``ignore`` left out; sorted."""
+    keys present in only one included, ``ignore`` left out; sorted.
+
+    ``defaults`` (e.g. :func:`base_config`): a key that ``a`` lacks counts as having its value
+    there, so that a config written before a key with a neutral default existed still equals
+    the same config with that default (a run directory of an older version stays resumable).
+    """
     flat_a, flat_b = (_flatten(json.loads(json.dumps(config_to_dict(c)))) for c in (a, b))
+    if defaults is not None:
+        flat_d = _flatten(json.loads(json.dumps(config_to_dict(defaults))))
+        flat_a = {**{k: v for k, v in flat_d.items() if k in flat_b}, **flat_a}
     keys = set(flat_a) | set(flat_b)
     return sorted(k for k in keys if k not in ignore and flat_a.get(k, ...) != flat_b.get(k, ...))

@@ -47,7 +47,7 @@ from jaxseg.data.case import Case, MappedCases
 from jaxseg.data.pipeline import loader_options, semi_supervised_dataset
 from jaxseg.data.sources import Split, load_split
 from jaxseg.train.checkpoint import Checkpointer, CheckpointError
-from jaxseg.train.config import config_diff
+from jaxseg.train.config import base_config, config_diff
 from jaxseg.train.evaluate import evaluate, json_safe, predict_volume, window_options
 from jaxseg.train.logging import plot_curves, write_json_atomic
 from jaxseg.train.loop import train
@@ -109,6 +109,9 @@ def _run_split_ids(workdir: Path) -> dict[str, Any] | None:
 def check_run_directory(workdir: str | os.PathLike, config: Any) -> None:
     """Refuse to train ``config`` in a run directory of another config.
 
+    A key the stored config lacks counts as the engine's default (:func:`base_config`), so runs
+    of an older version, before that key existed, still resume.
+
     Raises:
       RunDirectoryError: if ``<workdir>/config.json`` exists and differs from ``config`` in
         anything but ``train.steps`` (the message lists the keys), or cannot be read.
@@ -117,7 +120,7 @@ def check_run_directory(workdir: str | os.PathLike, config: Any) -> None:
     existing = _read_run_json(path, "run config")
     if existing is None:
         return
-    keys = config_diff(existing, config, ignore=("train.steps",))
+    keys = config_diff(existing, config, ignore=("train.steps",), defaults=base_config())
     if keys:
         raise RunDirectoryError(
             f"{path.parent}: the run directory holds a run of another config (differing: "
