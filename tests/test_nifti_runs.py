@@ -54,8 +54,11 @@ VNET = ["data.test=2", "data.labelled=2", "data.val=0", "data.labels=(1,)"]
 VNET += ["data.intensity=zscore", "train.steps=2", "train.eval_every=0", "train.checkpoint_every=2"]
 ATLAS = ["data.test=2", "data.labelled=4", "data.num_classes=6", "train.epochs=1"]
 ATLAS += ["data.labelled_batch=2"]
+STIPPLE = ["data.test=2", "data.labelled=2", "data.val=0", "data.labels=(1,)", "train.steps=2"]
+STIPPLE += ["train.eval_every=0", "train.checkpoint_every=2"]
 RUNS = {
     "supervised": ("supervised:smoke", VNET),
+    "stipple": ("stipple:smoke", STIPPLE),
     "sassnet": ("sassnet:smoke", VNET),
     "dtml": ("dtml:smoke", VNET),
     "atlas_istn": (str(ROOT / "experiments/atlas_istn/configs/cardiac_3d.py:smoke"), ATLAS),

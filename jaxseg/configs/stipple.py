@@ -24,7 +24,8 @@ Settings:
 
 The ablations of the paper are keys of this config: ``prior.use`` (the prior in the activation),
 ``relabel.iterations`` (0: no pseudo-labelling; then set ``data.unlabelled_batch=0`` and
-``data.labelled_batch=6``), ``prior.positioning`` ("kl" or "naive", Table 4), ``prior.bins``
+``data.labelled_batch=6``), ``prior.positioning`` ("kl" or "naive", Table 4) and
+``prior.refine`` (0: the paper's positioning without the fixed-point steps), ``prior.bins``
 (Fig. 6), ``model.spatial_dims=3`` (with 3D ``data.patch``/``eval.patch``) for the 3D U-Net.
 """
 
@@ -55,6 +56,7 @@ def get_config(setting: str = "paper"):
         "bins": 5,
         "size": (200, 140, 40),
         "floor": 1e-3,
+        "refine": 5,
         "jitter": (4, 4, 2),
         "positioning": "kl",
         "search": (8, 8, 4),

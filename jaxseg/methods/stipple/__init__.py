@@ -21,12 +21,23 @@ about the axial axis and zoomed in-plane by ``1 +- augmentation.zoom`` (the pape
 +-6 deg and 0.9-1.1 on 512 x 512 slices). Optimizer ``optim.seg``: Adam 1e-4, inverse-time
 decay to 1e-5 at the last iteration.
 
-Positioning (section 3.2, :func:`~.cases.position`). On a volume with no label the network's
+Positioning (section 3.2, :func:`~.cases.locate`). On a volume with no label the network's
 probabilities without prior give a coarse centre (their centroid); the translation within
 ``prior.search`` voxels that minimises the KL divergence between those probabilities and the
-prior's own window (the reference) gives the centre, where the prior is placed before the
-prior-driven prediction. ``prior.positioning = "naive"`` keeps the centroid (Table 4); "label"
-uses the test label's centre (an oracle, for analysis only).
+prior's own window (the reference) gives the centre (``prior.positioning = "kl"``; "naive"
+keeps the centroid, Table 4; "label" uses the test label's centre, an oracle for analysis).
+Then ``prior.refine`` fixed-point steps (this library's addition): the prior is placed at the
+centre, the prior-driven probabilities are predicted, and the centre moves to their centroid
+less the offset of the prior's own centroid from its window's centre (the prior is centred on
+bounding boxes, a centroid is not), until it stops moving. Why: a network trained only through
+the prior-driven activation leaves the suppression of distant false positives to the prior; on
+the phantoms its probabilities without prior exceeded 0.5 on about 48,000 voxels of a volume
+whose organ has about 550, so their centroid sat near the volume's centre whatever the organ's
+position (errors up to 9 slices), and the KL search within a few voxels could not recover.
+Starting there, five steps brought the centre within 2 voxels, and the test Dice of a seed-0
+run from 0.68 to 0.84 (0.89 at the label's centre; 0.74 without prior). Training the network
+with a quarter of its items under a uniform prior instead (to make its prediction without prior
+usable) did not help: 0.59.
 
 Pseudo-labelling (Algorithm 2, :mod:`~.relabel`): ``relabel.iterations`` rounds in one run, each
 adding the most confident voxels of every unlabelled case (a fraction ``relabel.gamma[t]``) as

@@ -7,9 +7,10 @@ case has it at the centre found when it was pseudo-labelled, with its pseudo-lab
 ``<workdir>/pseudo/round_<t>/<id>.npz``; an unlabelled case not yet pseudo-labelled has an empty
 mask (it adds nothing to the loss).
 
-A validation, test or prediction case is positioned (:func:`position`): the network's
-probabilities without prior, then the centre of ``prior.positioning`` and the prior placed there
-as the image's second channel, which ``predict`` fuses with the logits.
+A validation, test or prediction case is positioned (:func:`locate`): the network's
+probabilities without prior, the centre of ``prior.positioning``, refined by ``prior.refine``
+fixed-point steps, and the prior placed there as the image's second channel, which ``predict``
+fuses with the logits.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ __all__ = [
     "POSITIONING",
     "PseudoLabels",
     "host_prior",
+    "locate",
     "probabilities",
     "placed_prior",
     "position",
     "prepare_test_case",
     "pseudo_label_file",
+    "refine",
     "training_data",
 ]
 
@@ -226,14 +229,56 @@ def position(
     return np.asarray(locate_prior(probs, reference, search=search))
 
 
+def _centroid(probs: np.ndarray) -> np.ndarray | None:
+    total = float(probs.sum())
+    if total <= 0:
+        return None
+    grids = np.indices(probs.shape, dtype=np.float64)
+    return np.array([float((grid * probs).sum()) / total for grid in grids])
+
+
+def refine(
+    config: Any, nets: Any, prior: np.ndarray, image: np.ndarray, center: np.ndarray
+) -> np.ndarray:
+    """``prior.refine`` fixed-point steps from ``center``: place the prior there, predict, and
+    move to the centroid of the prior-driven probabilities less the offset of the prior's own
+    centroid from its window's centre (rounded); stop early when the centre no longer moves."""
+    size = tuple(int(n) for n in config.prior.size)
+    own = _centroid(placed_prior(config, prior, np.asarray(size) // 2, size))
+    offset = np.zeros(3) if own is None else own - np.asarray(size) // 2
+    shape = image.shape[:-1]
+    center = np.asarray(center, np.int64)
+    for _ in range(int(config.prior.get("refine", 0))):
+        probs = probabilities(config, nets, image, placed_prior(config, prior, center, shape))
+        mass = _centroid(probs)
+        if mass is None:
+            break
+        moved = np.floor(mass - offset + 0.5).astype(np.int64)
+        if np.array_equal(moved, center):
+            break
+        center = moved
+    return center
+
+
+def locate(
+    config: Any, nets: Any, prior: np.ndarray, image: np.ndarray, label: np.ndarray | None = None
+) -> np.ndarray:
+    """The organ centre ``(3,)`` of one image ``(*S, C)``: :func:`position` on the network's
+    probabilities without prior, then :func:`refine` (not for the "label" oracle)."""
+    center = position(config, prior, probabilities(config, nets, image), label)
+    if str(config.prior.positioning) == "label":
+        return center
+    return refine(config, nets, prior, image, center)
+
+
 def prepare_test_case(config: Any, state: Any, case: Case) -> Case:
-    """``case`` with the image channel and the prior positioned on it (or a uniform prior when
-    ``prior.use`` is false) as channels ``(image, prior)``."""
+    """``case`` with the image channel and the prior positioned on it (:func:`locate`; a
+    uniform prior when ``prior.use`` is false) as channels ``(image, prior)``."""
     image = case.image[..., IMAGE]
     if not bool(config.prior.use):
         placed = _uniform(image.shape)
     else:
         prior = host_prior(state)
-        probs = probabilities(config, state.nets, case.image)
-        placed = placed_prior(config, prior, position(config, prior, probs, case.label), image.shape)
+        center = locate(config, state.nets, prior, case.image, case.label)
+        placed = placed_prior(config, prior, center, image.shape)
     return dataclasses.replace(case, image=np.stack([image, placed], axis=-1))

@@ -3,7 +3,7 @@ rounds.
 
 Rounds. The run's ``train.steps`` are cut into ``relabel.iterations + 1`` equal rounds. At the
 end of round ``t - 1`` (after step ``t * steps // (T + 1)``, ``t = 1..T``) every unlabelled case
-is predicted with the positioned prior (:func:`jaxseg.methods.stipple.cases.position`) and its
+is predicted with the positioned prior (:func:`jaxseg.methods.stipple.cases.locate`) and its
 pseudo-labels are chosen with :func:`jaxseg.priors.select_pseudo_labels`: of the ``n`` voxels
 predicted organ (probability > 0.5), the ``round(gamma_t n)`` most confident are organ, and of
 the others the ``round(gamma_t (N - n))`` least likely organ are background, ``gamma_t =
@@ -33,8 +33,8 @@ from jaxseg.atomic import atomic_path
 from jaxseg.data import Case, Split
 from jaxseg.methods.stipple.cases import (
     host_prior,
+    locate,
     placed_prior,
-    position,
     probabilities,
     pseudo_label_file,
 )
@@ -74,7 +74,7 @@ def pseudo_labels(
     ``{"label", "weight"}`` uint8 ``(*S)``, ``"center"`` ``(3,)``, ``"prob"`` ``(*S)``."""
     shape = image.shape[:-1]
     if bool(config.prior.use):
-        center = position(config, prior, probabilities(config, nets, image))
+        center = locate(config, nets, prior, image)
         prob = probabilities(config, nets, image, placed_prior(config, prior, center, shape))
     else:
         center = np.asarray(shape) // 2
