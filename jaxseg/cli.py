@@ -158,7 +158,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from jaxseg.train.config import apply_overrides, load_config
     from jaxseg.train.experiment import evaluate_run, load_run_config
 
+    if args.pred is not None or args.ref is not None:
+        return _score(args)
     try:
+        if args.workdir is None:
+            raise ValueError("give --workdir (a trained run), or --pred and --ref (two folders)")
         if args.weights is not None:
             if args.config is None:
                 raise ValueError("--weights needs --config CONFIG[:setting] (the test cases)")
@@ -187,6 +191,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from jaxseg.errors import DataError
+    from jaxseg.scoring import score_folders
+
+    try:
+        if args.pred is None or args.ref is None or args.workdir is not None:
+            raise ValueError("scoring folders takes --pred DIR and --ref DIR (and no --workdir)")
+        summary = score_folders(
+            args.pred,
+            args.ref,
+            labels=args.labels,
+            spacing_from=args.spacing_from,
+            out_dir=args.output,
+        )
+    except (ValueError, DataError) as err:
+        return _fail("evaluate", err)
+    print(_report(summary))
+    out = Path(args.output or args.pred)
+    print(f"written: {out / 'summary.json'}, {out / 'metrics.csv'}")
+    for key, what in (("missing", "without a prediction"), ("extra", "without a reference")):
+        if summary[key]:
+            print(f"{len(summary[key])} case(s) {what}: {', '.join(summary[key])}")
+    return 1 if summary["missing"] else 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from jaxseg.errors import DataError
     from jaxseg.train import CheckpointError
@@ -198,53 +227,58 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from jaxseg.data.nifti import load_case, save_nifti
-    from jaxseg.data.preprocess import zscore
-    from jaxseg.methods import get_method
+    from jaxseg.methods import Method, get_method
+    from jaxseg.predict import plan, predict_paths
     from jaxseg.train.config import apply_overrides, load_config
-    from jaxseg.train.evaluate import probabilities_to_labels
-    from jaxseg.train.experiment import load_run_config, predict_case, restore_state
+    from jaxseg.train.experiment import load_run_config, restore_state
     from jaxseg.train.state import local_copy
 
     if (args.workdir is None) == (args.weights is None):
         raise ValueError("give either --workdir (a trained run) or --weights with --config")
-    for path in (args.output, args.prob, args.sdm):
-        if path is not None and not str(path).endswith((".nii", ".nii.gz")):
-            raise ValueError(f"{path}: output files must end in .nii or .nii.gz")
     if args.workdir is not None:
         config = apply_overrides(load_run_config(args.workdir), args.set)
-        method = get_method(config.method)
-        state, _ = restore_state(method, config, args.workdir, args.checkpoint or "last")
-        state = local_copy(state)
-        nets = state.nets
     else:
-        state = None
         if args.config is None:
             raise ValueError("--weights needs --config CONFIG[:setting] to build the network")
         config = load_config(args.config, args.set)
-        method = get_method(config.method)
-        nets = _nets_from_torch(method, config, args.weights)
-    case = load_case(args.input)
-    image = case.image if args.no_normalize else zscore(case.image)
-    out = predict_case(method, config, nets, np.asarray(image, np.float32), state=state)
-    labels = probabilities_to_labels(
-        out["prob"],
-        threshold=float(config.eval.threshold),
-        largest_component=bool(args.largest_component or config.eval.largest_component),
+    if args.blend is not None:
+        config.eval.blend = args.blend
+    if args.batch_size is not None:
+        config.eval.batch_size = args.batch_size
+    method = get_method(config.method)
+    if method.prepare_case is not Method.prepare_case:
+        raise ValueError(
+            f"jaxseg predict does not run {config.method} yet: its cases need the method's own "
+            "preparation (use jaxseg evaluate on labelled cases)"
+        )
+    if args.device is not None:
+        import jax
+
+        jax.config.update("jax_platforms", args.device)
+    # Inputs and outputs are checked (from the headers) before the networks are loaded.
+    request = plan(args.input, args.output, prob=args.prob, sdm=args.sdm)
+    if args.workdir is not None:
+        state, step = restore_state(method, config, args.workdir, args.checkpoint or "last")
+        state = local_copy(state)
+        nets, source = state.nets, f"{args.workdir} (step {step})"
+    else:
+        state, nets, source = None, _nets_from_torch(method, config, args.weights), args.weights
+    print(f"jaxseg predict: {config.method} from {source}")
+    results = predict_paths(
+        method,
+        config,
+        nets,
+        request,
+        state=state,
+        tta=args.tta,
+        largest_component=bool(args.largest_component or config.eval.get("largest_component")),
+        normalize=not args.no_normalize,
+        report=print,
     )
-    save_nifti(args.output, labels.astype(np.uint8), reference=args.input)
-    print(f"written: {args.output} ({int(labels.sum())} foreground voxels)")
-    for path, key in ((args.prob, "prob"), (args.sdm, "sdm")):
-        if path is None:
-            continue
-        if key not in out:
-            raise ValueError(f"method {config.method!r} predicts no {key} map")
-        volume = out[key][..., 0] if out[key].shape[-1] == 1 else out[key]
-        save_nifti(path, volume.astype(np.float32), reference=args.input)
-        print(f"written: {path}")
-    return 0
+    failed = sorted(case for case, result in results.items() if result != "ok")
+    print(f"{len(results) - len(failed)} of {len(results)} case(s) predicted", end="")
+    print(f"; failed: {', '.join(failed)}" if failed else "")
+    return 1 if failed else 0
 
 
 def _nets_from_torch(method, config, weights: str):
@@ -349,14 +383,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         parents=[overrides, progress],
-        help="evaluate a trained run on its test cases",
+        help="evaluate a trained run on its test cases, or score a folder of predictions",
         description="Evaluate the checkpoint of a run directory on its test cases with the "
         "run's eval settings (overridable with --set eval.KEY=VALUE); writes "
         "metrics.json and figures to WORKDIR/eval (or --output). With --weights FILE.pth "
         "and --config, evaluate a reference PyTorch V-Net (SASSNet/DTML state_dict) on the "
         "config's test cases instead.",
     )
-    evaluate.add_argument("--workdir", required=True, help="run directory")
+    evaluate.add_argument("--workdir", help="run directory")
+    folders = evaluate.add_argument_group(
+        "folders", "score a folder of label maps against references, without a run"
+    )
+    folders.add_argument("--pred", metavar="DIR", help="predicted label maps (.nii/.nii.gz)")
+    folders.add_argument("--ref", metavar="DIR", help="reference label maps, the same file names")
+    folders.add_argument(
+        "--labels", type=int, nargs="+", help="label values to score (default: all foreground)"
+    )
+    folders.add_argument(
+        "--spacing-from",
+        choices=("ref", "pred"),
+        default="ref",
+        help="whose voxel sizes give the distances in mm (default: ref)",
+    )
     evaluate.add_argument(
         "--checkpoint", choices=("last", "best"), help="default: the run's eval.checkpoint"
     )
@@ -369,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="DIR",
         help="write metrics.json and figures here instead of WORKDIR/eval (e.g. another "
-        "protocol: --output WORKDIR/eval_lcc --set eval.largest_component=True)",
+        "protocol: --output WORKDIR/eval_lcc --set eval.largest_component=True); with --pred, "
+        "summary.json and metrics.csv go here instead of the --pred folder",
     )
     evaluate.add_argument("--config", help="experiment config for --weights, CONFIG[:setting]")
     evaluate.set_defaults(handler=_evaluate)
@@ -377,25 +426,49 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict",
         parents=[overrides],
-        help="segment a NIfTI volume with a trained run (or imported PyTorch weights)",
-        description="Segment INPUT (NIfTI) with the networks of a run directory and write the "
-        "label map to OUTPUT with the input's header; optionally also the probability map "
-        "and the SDM. The image is z-scored as the LA training data unless --no-normalize. "
-        "With --weights FILE.pth and --config, a reference PyTorch V-Net (SASSNet/DTML "
+        help="segment NIfTI images (a file or a folder) with a trained run",
+        description="Segment the NIfTI image INPUT, or every case of the folder INPUT (nnU-Net "
+        "_0000 channel suffixes understood), with the networks of a run directory, and write "
+        "the label maps to OUTPUT (a file, or a folder of <case id>.nii.gz) with each input's "
+        "affine and header. Each image is resampled to the run's data.spacing and normalised "
+        "as its training data, predicted, and brought back onto its own grid. Inputs and "
+        "outputs are checked before any inference; an existing output is replaced only when "
+        "its case succeeds. Exit status 1 when a case failed (they are listed). With "
+        "--weights FILE.pth and --config, a reference PyTorch V-Net (SASSNet/DTML "
         "state_dict) is used instead of a run.",
     )
     predict.add_argument("--workdir", help="run directory")
-    predict.add_argument("--input", required=True, help="image to segment (.nii or .nii.gz)")
-    predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
-    predict.add_argument("--prob", help="also write the foreground probability map here")
-    predict.add_argument("--sdm", help="also write the predicted signed distance map here")
+    predict.add_argument(
+        "-i", "--input", required=True, help="image (.nii or .nii.gz) or folder of images"
+    )
+    predict.add_argument(
+        "-o", "--output", required=True, help="label map file (for a file input) or folder"
+    )
+    predict.add_argument("--prob", help="also write the probability maps here (file or folder)")
+    predict.add_argument("--sdm", help="also write the predicted signed distance maps here")
     predict.add_argument("--checkpoint", choices=("last", "best"), help="default: last")
     predict.add_argument(
         "--largest-component",
         action="store_true",
         help="keep the largest connected component (the papers' NMS)",
     )
-    predict.add_argument("--no-normalize", action="store_true", help="do not z-score the image")
+    predict.add_argument(
+        "--tta", action="store_true", help="average over the mirrorings of every spatial axis"
+    )
+    predict.add_argument(
+        "--blend", choices=("mean", "gaussian"), help="window blending (default: the run's)"
+    )
+    predict.add_argument("--batch-size", type=int, help="windows per network call")
+    predict.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "tpu"),
+        help="the JAX platform to run on (default: JAX's choice)",
+    )
+    predict.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="do not z-score images when the training data were stored normalised",
+    )
     predict.add_argument("--weights", help="PyTorch V-Net checkpoint (.pth) to use instead")
     predict.add_argument("--config", help="experiment config for --weights, CONFIG[:setting]")
     predict.set_defaults(handler=_predict)

@@ -109,6 +109,26 @@ def test_predict_writes_labels_probabilities_and_sdm_with_the_input_header(sassn
     assert 0 <= prob.min() and prob.max() <= 1 and -1 <= sdm.min() and sdm.max() <= 1
 
 
+def test_predict_a_folder_of_nnunet_cases_into_a_new_folder(sassnet_run, tmp_path, capsys):
+    inputs = tmp_path / "imagesTs"
+    inputs.mkdir()
+    for i, seed in enumerate((7, 8)):
+        case = synthetic.la_like(seed, shape=(32, 32, 32), spacing=(2.2, 2.2, 2.2))
+        save_nifti(inputs / f"la_{i:03d}_0000.nii.gz", case.image[..., 0], np.diag([2.2] * 3 + [1]))
+    out = tmp_path / "predictions" / "sassnet"
+    argv = ["predict", "--workdir", str(sassnet_run), "-i", str(inputs), "-o", str(out)]
+    assert main([*argv, "--tta", "--blend", "gaussian", "--batch-size", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["la_000.nii.gz", "la_001.nii.gz"]
+    printed = capsys.readouterr().out
+    assert "[1/2] la_000" in printed and "2 of 2 case(s) predicted" in printed
+    # A method whose cases need its own preparation is refused before anything is read.
+    run = tmp_path / "atlas"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(load_config("atlas_istn:smoke").to_dict()))
+    assert main(["predict", "--workdir", str(run), "-i", str(inputs), "-o", str(out)]) == 2
+    assert "does not run atlas_istn" in capsys.readouterr().err
+
+
 def test_predict_with_a_bad_input_keeps_the_existing_output(sassnet_run, tmp_path, capsys):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not a nifti file")

@@ -10,7 +10,10 @@ Decathlon's (``imagesTr/NAME.nii.gz``, :func:`decathlon_cases`) and nnU-Net's ra
 per channel, ``imagesTr/NAME_0000.nii.gz``, :func:`nnunet_cases`, read by
 :func:`load_nnunet_case` with the channels stacked last).
 
-Every problem with a file raises :class:`jaxseg.errors.DataError` naming the file.
+Every problem with a file raises :class:`jaxseg.errors.DataError` naming the file. The header is
+checked as stored (:func:`read_header`) before any data is read, so a file claiming more data
+than it can hold is refused without allocating it, and nibabel's silent repairs (a zero voxel
+size read as 1 mm) never reach a case.
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ from jaxseg.data.files import (
 from jaxseg.errors import DataError
 
 __all__ = [
+    "MAX_VOXELS",
     "decathlon_cases",
     "load_case",
+    "load_label",
     "load_nnunet_case",
     "nifti_layout",
     "nnunet_cases",
     "paired_cases",
+    "read_header",
     "save_nifti",
 ]
 
@@ -58,9 +64,67 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(_NIFTI_SUFFIXES)
 
 
+MAX_VOXELS = 2**31
+"""The largest NIfTI data array read (elements, channels included): 8 GiB as float32."""
+
+_DEFLATE_RATIO = 1032  # the largest expansion of a deflate stream
+
+
+def read_header(path: str | os.PathLike, what: str = "image") -> nib.Nifti1Header:
+    """The header of a NIfTI-1 or NIfTI-2 file as stored (no repair), checked before any data
+    is read.
+
+    Refused (DataError naming the file): an unreadable header; a data array of fewer than 3 or
+    more than 5 dimensions, or of more than :data:`MAX_VOXELS` elements; complex or non-numeric
+    data; a header that claims more data than the file holds (an uncompressed file shorter
+    than its data, or a compressed one too small to expand to it); spatial voxel sizes
+    (``pixdim[1:4]``) that are not positive and finite; an affine that is not finite and
+    invertible.
+    """
+    path = require_file(path, f"{what} file")
+    try:
+        with nib.openers.ImageOpener(path) as f:
+            first = f.read(4)
+            f.seek(0)
+            size = max(int.from_bytes(first, "little"), int.from_bytes(first, "big"))
+            klass = nib.Nifti2Header if size == 540 else nib.Nifti1Header
+            header = klass.from_fileobj(f, check=False)
+    except Exception as err:  # nibabel and gzip raise many kinds for bad headers
+        raise DataError(
+            f"{path}: not a NIfTI file, or its header is truncated or corrupt ({describe(err)})"
+        ) from err
+    shape = tuple(int(n) for n in header.get_data_shape())
+    if not 3 <= len(shape) <= 5 or min(shape) < 1:
+        raise DataError(f"{path}: the {what} must have 3 to 5 dimensions, the header says {shape}")
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise DataError(f"{path}: the header claims {shape}, more than {MAX_VOXELS} voxels")
+    dtype = header.get_data_dtype()
+    if np.issubdtype(dtype, np.complexfloating) or not (
+        np.issubdtype(dtype, np.number) or dtype == bool
+    ):
+        raise DataError(f"{path}: unsupported NIfTI data type {dtype} (complex or not numeric)")
+    needed = voxels * dtype.itemsize + int(header.get_data_offset())
+    stored = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    if needed > (stored * _DEFLATE_RATIO if compressed else stored):
+        raise DataError(
+            f"{path}: truncated or corrupt: the header claims {needed} bytes of data ({shape}, "
+            f"{dtype}), more than the {stored}-byte file can hold"
+        )
+    zooms = np.asarray(header["pixdim"][1 : 1 + min(3, len(shape))], float)
+    if not (np.all(np.isfinite(zooms)) and np.all(zooms > 0)):
+        raise DataError(f"{path}: voxel sizes (pixdim) must be positive, got {zooms.tolist()}")
+    affine = np.asarray(header.get_best_affine(), float)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise DataError(f"{path}: the affine is not a finite invertible matrix")
+    return header
+
+
 def _read(path: str | os.PathLike, what: str) -> tuple[nib.Nifti1Image, np.ndarray]:
     """The nibabel image and its full data array (scaling applied), or DataError."""
     path = require_file(path, f"{what} file")
+    read_header(path, what)
     try:
         img = nib.load(path, mmap=False)
     except MemoryError:
@@ -167,6 +231,22 @@ def load_case(
         affine=affine,
         source=source,
     )
+
+
+def load_label(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
+    """A NIfTI label map on its own: ``(label int32 (X, Y, Z), spacing, affine)``.
+
+    Raises:
+      DataError: naming the file, as :func:`load_case` does for labels (unreadable, not 3D,
+        non-integer or negative values).
+    """
+    img, lab = _read(path, "label")
+    if lab.ndim == 4 and lab.shape[3] == 1:
+        lab = lab[..., 0]
+    if lab.ndim != 3:
+        raise DataError(f"{path}: a label map must be 3D, got shape {lab.shape}")
+    affine, spacing = _spatial(img)
+    return _integer_label(lab, Path(path), None, False), spacing, affine
 
 
 def _integer_label(

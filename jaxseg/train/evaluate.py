@@ -49,7 +49,14 @@ from jaxseg.metrics import METRICS, evaluate_case
 from jaxseg.metrics import largest_component as _largest_component
 from jaxseg.train.logging import write_json_atomic
 
-__all__ = ["evaluate", "predict_volume", "probabilities_to_labels", "window_options"]
+__all__ = [
+    "case_record",
+    "evaluate",
+    "predict_on_grid",
+    "predict_volume",
+    "probabilities_to_labels",
+    "window_options",
+]
 
 # The distance metrics, which are also reported in voxels as ``<name>_voxels``.
 _DISTANCES = tuple(name for name in METRICS if name not in ("dice", "jaccard"))
@@ -136,6 +143,23 @@ def predict_volume(
         apply_fn, _hashable(patch), _hashable(stride), batch_size, blend
     )
     return np.asarray(jitted(variables, np.asarray(image)))
+
+
+def predict_on_grid(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    variables: Any,
+    case: Any,
+    spacing: Sequence[float] | None,
+    **window: Any,
+) -> np.ndarray:
+    """:func:`predict_volume` of ``case.image`` with the network working at ``spacing`` (mm):
+    a case of another spacing is resampled to it (image linear) and the outputs are brought
+    back onto the case's own grid (:func:`jaxseg.data.preprocess.resample_onto`, linear), so
+    that every voxel keeps its world position. ``spacing`` None: the case's own grid."""
+    if spacing is None or np.allclose(case.spacing, spacing, rtol=1e-6, atol=0.0):
+        return predict_volume(apply_fn, variables, case.image, **window)
+    net_case = resample_to_spacing(dataclasses.replace(case, label=None), spacing)
+    return resample_onto(predict_volume(apply_fn, variables, net_case.image, **window), spacing, case)
 
 
 def window_options(config: Any) -> dict[str, Any]:
@@ -303,12 +327,7 @@ def evaluate(
             _check_labelled(case)
             ref = np.asarray(case.label)
             window = {"patch": patch, "stride": stride, "batch_size": batch_size, "blend": blend}
-            if spacing is None or np.allclose(case.spacing, spacing, rtol=1e-6, atol=0.0):
-                prob = predict_volume(apply_fn, variables, case.image, **window)
-            else:
-                net_case = resample_to_spacing(dataclasses.replace(case, label=None), spacing)
-                prob = predict_volume(apply_fn, variables, net_case.image, **window)
-                prob = resample_onto(prob, spacing, case)
+            prob = predict_on_grid(apply_fn, variables, case, spacing, **window)
             pred = probabilities_to_labels(
                 prob, threshold=threshold, largest_component=largest_component
             )
@@ -319,7 +338,7 @@ def evaluate(
                 )
             num_classes = max(prob.shape[-1], 2)
             labels = sorted({*range(1, num_classes), *(int(v) for v in np.unique(ref) if v > 0)})
-            record, empty_masks = _case_record(str(case.id), pred, ref, case.spacing, labels, empty)
+            record, empty_masks = case_record(str(case.id), pred, ref, case.spacing, labels, empty)
             records.append(record)
             for key in ("pred", "ref"):
                 if empty_masks[key]:
@@ -379,10 +398,12 @@ def _check_empty(empty) -> None:
         raise ValueError(f"empty must be 'nan' or a number, got {empty!r}")
 
 
-def _case_record(
+def case_record(
     case_id: str, pred: np.ndarray, ref: np.ndarray, spacing, labels: list[int], empty
 ) -> tuple[dict[str, Any], dict[str, list[int]]]:
-    """The flat record of one case and the labels whose prediction/reference mask is empty."""
+    """The flat record of one case (every metric of :func:`jaxseg.metrics.evaluate_case` in mm,
+    and the distances in voxels as ``<name>_voxels``; the mean over ``labels`` and each label
+    under ``"labels"``) and the labels whose prediction/reference mask is empty."""
     in_mm = evaluate_case(pred, ref, spacing=spacing, labels=labels, empty=empty)
     unit_spacing = spacing is None or all(float(s) == 1.0 for s in spacing)
     in_voxels = (
