@@ -75,6 +75,22 @@ def test_predict_is_the_prior_driven_softmax_and_uniform_prior_the_plain_one(con
     np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-7)
 
 
+def test_bfloat16_prediction_keeps_the_log_prior_in_float32(config, state):
+    """In bfloat16, 1 - 0.999 rounds to 0 (the largest value below 1 is 1 - 2^-8): the log prior
+    must be taken in float32, or a prior of 0.999 would give the background a log prior of -87
+    instead of -6.9."""
+    images = jnp.asarray(_images(config)[..., :2]).at[..., 1].set(0.999)
+    logits = jnp.asarray(np.random.default_rng(8).normal(size=(4, 32, 32, 2)), jnp.bfloat16)
+    mixed = load_config("stipple:smoke", ["train.precision=bfloat16"])
+    fused = M._fused_logits(mixed, logits, images)
+    assert fused.dtype == jnp.float32
+    expected = logits.astype(np.float32)[:, :, :, None] + np.log([0.001, 0.999], dtype=np.float32)
+    np.testing.assert_allclose(fused, expected, rtol=1e-4)
+    prob = M.predict(mixed, state.nets, images)["prob"]
+    assert prob.dtype == jnp.float32
+    np.testing.assert_allclose(prob, M.predict(config, state.nets, images)["prob"], atol=2e-2)
+
+
 def _numpy_loss(config, state, batch):
     """Cross-entropy + Dice of the prior-driven softmax in NumPy from the network's logits."""
     net = state.nets["seg"]

@@ -18,6 +18,7 @@ import optax
 from jaxseg import losses
 from jaxseg.nn import VNet
 from jaxseg.train import NetState, create_net_state
+from jaxseg.train.config import compute_dtype
 from jaxseg.train.method import Method
 from jaxseg.train.optim import make_optimizer, schedule_steps
 
@@ -25,14 +26,15 @@ from jaxseg.train.optim import make_optimizer, schedule_steps
 def vnet(config: Any) -> VNet:
     """The V-Net of ``config.model``: one output channel (sigmoid segmentation, tanh SDM).
 
-    It computes in the dtype of its parameters and input (``dtype=None``): float32 for the
-    float32 state of :func:`init_vnet`, float64 for a state and batch cast to float64."""
+    It computes in :func:`~jaxseg.train.config.compute_dtype`: the dtype of its parameters and
+    input (float32 for the state of :func:`init_vnet`, float64 for a state and batch cast to
+    float64), or bfloat16 with ``train.precision = "bfloat16"``."""
     return VNet(
         n_classes=1,
         n_filters=config.model.n_filters,
         normalization=config.model.normalization,
         has_dropout=config.model.has_dropout,
-        dtype=None,
+        dtype=compute_dtype(config),
     )
 
 
@@ -104,10 +106,11 @@ def hard_dice(seg_logits: jax.Array, label: jax.Array, labelled: jax.Array) -> j
 
 
 def predict(config: Any, net: NetState, images: jax.Array) -> dict[str, jax.Array]:
-    """``{"prob": sigmoid(seg), "sdm": tanh SDM}``, each ``(B, *S, 1)``, of a V-Net in
-    evaluation mode on images ``(B, *S, 1)``."""
+    """``{"prob": sigmoid(seg), "sdm": tanh SDM}``, each ``(B, *S, 1)`` in at least float32, of
+    a V-Net in evaluation mode on images ``(B, *S, 1)``."""
     out = apply_eval(vnet(config), net, images)
-    return {"prob": jax.nn.sigmoid(out["seg"]), "sdm": out["sdm"].astype(jnp.float32)}
+    seg, sdm = (x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in (out["seg"], out["sdm"]))
+    return {"prob": jax.nn.sigmoid(seg), "sdm": sdm}
 
 
 def import_weights(

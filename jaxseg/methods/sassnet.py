@@ -41,13 +41,14 @@ from jaxseg.methods import _vnet
 from jaxseg.nn import Discriminator3D
 from jaxseg.shape import signed_distance_map
 from jaxseg.train import TrainState, create_net_state, create_train_state
+from jaxseg.train.config import compute_dtype
 
 __all__ = ["METHOD", "create_state", "default_config", "make_train_step", "make_updates", "predict"]
 
 
 def _discriminator(config: Any) -> Discriminator3D:
-    # dtype None: computes in the dtype of its parameters and inputs (float32 or float64).
-    return Discriminator3D(ndf=config.model.get("disc_filters", 64), dtype=None)
+    # The precision's compute dtype: that of its parameters and inputs, or bfloat16.
+    return Discriminator3D(ndf=config.model.get("disc_filters", 64), dtype=compute_dtype(config))
 
 
 def default_config(setting: str = "paper") -> ml_collections.ConfigDict:

@@ -118,7 +118,10 @@ class VNet(nn.Module):
         if self.has_dropout:
             x = layers.channel_dropout(x, self.dropout_rate, train=train)
         d = x.ndim - 2
-        head = {"dtype": self.dtype, "impl": self.conv_impl}
+        # The heads compute in at least float32 (bfloat16 features, float32 outputs: DTML's
+        # sigmoid(-1500 sdm) would turn bfloat16 rounding of the SDM into flipped voxels).
+        head_dtype = None if self.dtype is None else jnp.promote_types(self.dtype, jnp.float32)
+        head = {"dtype": head_dtype, "impl": self.conv_impl}
         sdm = layers.conv(self.n_classes, 1, d, **head, name="sdm_head")(x)
         seg = layers.conv(self.n_classes, 1, d, **head, name="seg_head")(x)
         return {"seg": seg, "sdm": jnp.tanh(sdm)}

@@ -23,9 +23,12 @@ engine reads, with neutral defaults:
 ``train``
     ``steps`` (total iterations), ``checkpoint_every``, ``log_every``, ``eval_every`` (0: no
     validation during training), ``max_to_keep``, ``tensorboard`` (also write TensorBoard
-    events; needs ``tensorboardX``), ``precision``: "float32" (the papers' numerics) or
+    events; needs ``tensorboardX``), ``precision``: "float32" (the papers' numerics),
     "float64" (every floating array of the state and the batches in float64; needs
-    ``JAX_ENABLE_X64=1``; for checks of exact equality, e.g. across device counts).
+    ``JAX_ENABLE_X64=1``; for checks of exact equality, e.g. across device counts) or
+    "bfloat16" (mixed precision: the networks compute convolutions and activations in bfloat16,
+    while parameters, optimizer states, batch-norm statistics and losses stay float32;
+    :func:`compute_dtype`).
 ``eval``
     the test protocol: sliding window ``patch``/``stride``/``batch_size``/``blend`` ("mean" or
     "gaussian"), ``threshold``, ``largest_component``, the ``checkpoint`` evaluated ("last", or
@@ -57,8 +60,10 @@ import ml_collections
 from jaxseg.data.sources import DEFAULTS
 
 __all__ = [
+    "PRECISIONS",
     "apply_overrides",
     "base_config",
+    "compute_dtype",
     "config_diff",
     "config_to_dict",
     "load_config",
@@ -111,6 +116,29 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     return c
+
+
+#: The values of ``train.precision``.
+PRECISIONS = ("float32", "float64", "bfloat16")
+
+
+def compute_dtype(config: Any) -> Any:
+    """The dtype a method's networks compute in for ``train.precision``: None (the dtype of
+    their parameters and inputs: float32, or float64 for a float64 state) for "float32" and
+    "float64", ``jnp.bfloat16`` for "bfloat16". Parameters stay float32 in every case (Flax's
+    ``param_dtype``); a method's losses promote the networks' outputs to at least float32.
+
+    Raises:
+      ValueError: for another precision.
+    """
+    name = str(config.train.get("precision", "float32"))
+    if name not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {list(PRECISIONS)}, got {name!r}")
+    if name != "bfloat16":
+        return None
+    import jax.numpy as jnp
+
+    return jnp.bfloat16
 
 
 def shipped_configs() -> dict[str, str]:

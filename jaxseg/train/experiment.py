@@ -178,8 +178,9 @@ def _source_grid(config: Any) -> Any:
     return source
 
 
-PRECISIONS = {"float32": np.float32, "float64": np.float64}
-"""``train.precision``: the dtype of every floating array of the state and of the batches."""
+PRECISIONS = {"float32": np.float32, "float64": np.float64, "bfloat16": np.float32}
+"""``train.precision``: the dtype of every floating array of the state and of the batches (for
+"bfloat16" only the networks' computations are bfloat16: :func:`~jaxseg.train.config.compute_dtype`)."""
 
 
 def _precision(config: Any) -> Any:

@@ -25,6 +25,7 @@ from jaxseg.losses import mse, smoothness
 from jaxseg.methods.atlas_istn.config import check_config, learning_rate
 from jaxseg.nn import AtlasSTN, UNet
 from jaxseg.train import NetState, TrainState, create_net_state
+from jaxseg.train.config import compute_dtype
 
 __all__ = [
     "AtlasState",
@@ -53,11 +54,16 @@ def _dims(config: Any) -> int:
 
 
 def _itn(config: Any) -> UNet:
-    return UNet.itn(_dims(config), int(config.data.num_classes))
+    return UNet.itn(_dims(config), int(config.data.num_classes), dtype=compute_dtype(config))
 
 
 def _stn(config: Any) -> AtlasSTN:
-    return AtlasSTN(_dims(config))
+    return AtlasSTN(_dims(config), dtype=compute_dtype(config))
+
+
+def _at_least_float32(x: jax.Array) -> jax.Array:
+    """A network output for the geometry and the losses: bfloat16 promoted to float32."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _stn_channels(config: Any) -> int:
@@ -170,9 +176,11 @@ def forward(
     shape = image.shape[1:-1]
     if itn_out is None:
         itn_out = _itn(config).apply({"params": params["itn"]}, image, train=True)["logits"]
+        itn_out = _at_least_float32(itn_out)
     stn_out = _stn(config).apply(
         {"params": params["stn"]}, _stn_input(config, itn_out, image, atlas), train=True
     )
+    stn_out = jax.tree.map(_at_least_float32, stn_out)
     out = transforms(config, stn_out, shape, affine_on)
     out["itn"] = itn_out
     out["atlas_label"] = warp_batch(atlas["label"], out["fwd"])
@@ -248,4 +256,4 @@ def create_state(config: Any, key: jax.Array) -> AtlasState:
 def predict(config: Any, nets: Mapping[str, NetState], images: jax.Array) -> dict[str, jax.Array]:
     """``{"prob": (B, *S, K)}``: the ITN output of images ``(B, *S, 1)`` (labels by argmax)."""
     out = _itn(config).apply({"params": nets["itn"].params}, images, train=False)["logits"]
-    return {"prob": out}
+    return {"prob": _at_least_float32(out)}

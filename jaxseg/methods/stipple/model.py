@@ -17,6 +17,7 @@ import optax
 
 from jaxseg.nn import UNet
 from jaxseg.train import TrainState, create_net_state, create_train_state
+from jaxseg.train.config import compute_dtype
 from jaxseg.train.optim import make_optimizer
 
 __all__ = [
@@ -47,12 +48,13 @@ class StippleState(TrainState):
 
 def network(config: Any) -> UNet:
     """The U-Net of Table 5 (``model.features``; two classes, background and organ), 2D on axial
-    slices or 3D (``model.spatial_dims``); it computes in the dtype of its parameters."""
+    slices or 3D (``model.spatial_dims``); it computes in
+    :func:`~jaxseg.train.config.compute_dtype`."""
     return UNet.stipple(
         int(config.model.spatial_dims),
         2,
         features=tuple(config.model.features),
-        dtype=None,
+        dtype=compute_dtype(config),
     )
 
 
@@ -100,11 +102,13 @@ def create_state(config: Any, key: jax.Array) -> StippleState:
 
 
 def _fused_logits(config: Any, out: jax.Array, images: jax.Array) -> jax.Array:
-    """Network logits (``(B, *P, 2)``, a slice axis added in 2D) plus the log prior
+    """Network logits (``(B, *P, 2)``, a slice axis added in 2D, in at least float32: the log
+    prior of p = 0.999 is not representable in bfloat16) plus the log prior
     ``(log(1 - p), log p)`` of the prior channel, so that their softmax is the prior-driven
     softmax of eq. 2 (:func:`jaxseg.priors.prior_driven_softmax`, log clamped at the smallest
     normal number as there); the logits alone with ``prior.use`` false or no prior channel."""
     logits = out if int(config.model.spatial_dims) == 3 else out[:, :, :, None]
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16: float32
     if not bool(config.prior.use) or images.shape[-1] <= PRIOR:
         return logits
     p = images[..., PRIOR].astype(logits.dtype)
