@@ -84,7 +84,8 @@ def test_bfloat16_prediction_keeps_the_log_prior_in_float32(config, state):
     mixed = load_config("stipple:smoke", ["train.precision=bfloat16"])
     fused = M._fused_logits(mixed, logits, images)
     assert fused.dtype == jnp.float32
-    expected = logits.astype(np.float32)[:, :, :, None] + np.log([0.001, 0.999], dtype=np.float32)
+    log_prior = np.log(np.array([0.001, 0.999], np.float32))
+    expected = np.asarray(logits, np.float32)[:, :, :, None] + log_prior
     np.testing.assert_allclose(fused, expected, rtol=1e-4)
     prob = M.predict(mixed, state.nets, images)["prob"]
     assert prob.dtype == jnp.float32
