@@ -325,3 +325,16 @@ def test_folding_fraction_counts_folded_voxels():
     assert np.all(det[6:14] == -1) and np.all(det[:4] == 1) and np.all(det[16:] == 1)
     assert float(folding_fraction(disp)) == pytest.approx(np.mean(det <= 0))
     assert float(folding_fraction(disp)) == pytest.approx(8 / 20)  # rows 6..13 fold
+
+
+def test_folding_fraction_counts_non_finite_jacobians_as_folded():
+    """One NaN displacement voxel makes the determinants of its neighbours NaN: counted as
+    folded (central differences reach one voxel each way), not as valid."""
+    disp = np.zeros((8, 8, 8, 3), np.float32)
+    assert float(folding_fraction(disp)) == 0.0
+    disp[4, 4, 4, 0] = np.nan
+    det = np.asarray(jacobian_determinant(disp))
+    assert float(folding_fraction(disp)) == pytest.approx(np.mean(~np.isfinite(det)))
+    assert float(folding_fraction(disp)) > 0
+    huge = 1e30 * np.indices((8, 8, 8)).transpose(1, 2, 3, 0).astype(np.float32)
+    assert float(folding_fraction(huge)) == 1.0  # det = (1 + 1e30)^3 overflows everywhere

@@ -277,3 +277,29 @@ def test_sdm_to_mask_round_trip(rng):
     assert not recovered[boundary].any()  # sdm == 0 there: exactly 0.5
     exact = np.asarray(sdm_to_mask(signed_distance_map(mask, normalize=False))) > 0.5
     np.testing.assert_array_equal(exact, mask)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-6, 1e6, 1e30])
+def test_sdm_at_extreme_voxel_sizes_is_the_scaled_one(scale):
+    """Voxel sizes far from 1: the normalised SDM does not change, the plain one scales, and
+    nothing overflows or underflows (both are checked against scipy at a unit scale)."""
+    mask = np.zeros((12, 10, 9), bool)
+    mask[3:9, 2:7, 2:6] = True
+    spacing = np.array([1.0, 0.5, 2.0])
+    inside = ndi.distance_transform_edt(mask, sampling=spacing)
+    outside = ndi.distance_transform_edt(~mask, sampling=spacing)
+    plain = signed_distance_map(mask, spacing=spacing * scale, normalize=False)
+    np.testing.assert_allclose(plain / scale, outside - inside, rtol=1e-5)
+    unit = signed_distance_map(mask, spacing=spacing)
+    np.testing.assert_allclose(signed_distance_map(mask, spacing=spacing * scale), unit, atol=1e-6)
+
+
+def test_sdm_refuses_non_finite_spacing_and_flags_a_traced_one_with_nan():
+    mask = np.zeros((6, 6), bool)
+    mask[2:4, 1:5] = True
+    for bad in ([np.inf, 1.0], [np.nan, 1.0], [0.0, 1.0]):
+        with pytest.raises(ValueError, match="finite and positive"):
+            signed_distance_map(mask, spacing=bad)
+    traced = jax.jit(lambda s: signed_distance_map(mask, spacing=s))
+    assert np.all(np.isnan(traced(jnp.array([np.inf, 1.0]))))
+    assert np.all(np.isfinite(traced(jnp.array([3.0, 1.0]))))

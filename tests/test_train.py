@@ -368,3 +368,15 @@ def test_device_put_batch_on_one_device_mesh():
         np.testing.assert_array_equal(np.asarray(value), batch[name])
     with pytest.raises(ValueError, match="leading axis"):
         device_put_batch({"x": np.float32(1.0)}, mesh)
+
+
+def test_without_a_terminal_a_plain_progress_line_every_twentieth(tmp_path, capsys):
+    """Cluster logs: stderr is not a terminal here (captured), so no bar but plain lines at every
+    multiple of max(log_every, steps // 20) and the last step; none with progress=False."""
+    run(tmp_path / "a", 45, log_every=1)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train:")]
+    assert [int(line.split()[2].split("/")[0]) for line in lines] == [*range(2, 45, 2), 45]
+    for line in lines:
+        assert "/45," in line and "steps/s" in line and "ETA" in line and "loss" in line
+    run(tmp_path / "b", 4, progress=False)
+    assert "train:" not in capsys.readouterr().err

@@ -39,5 +39,8 @@ def jacobian_determinant(disp: jnp.ndarray) -> jnp.ndarray:
 
 @jax.jit
 def folding_fraction(disp: jnp.ndarray) -> jnp.ndarray:
-    """Share of voxels whose Jacobian determinant is ``<= 0`` (folded), a scalar in [0, 1]."""
-    return jnp.mean(jacobian_determinant(disp) <= 0)
+    """Share of voxels whose Jacobian determinant is ``<= 0`` (folded) or not finite (a NaN or
+    infinite displacement, or one so large that the determinant overflows: not a valid
+    transform there either), a scalar in [0, 1]."""
+    det = jacobian_determinant(disp)
+    return jnp.mean(~(jnp.isfinite(det) & (det > 0)))

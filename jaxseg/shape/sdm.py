@@ -144,12 +144,24 @@ def _signed_distance_map(
     mask: jax.Array, spacing: jax.Array, *, normalize: bool, one_hot: bool
 ) -> jax.Array:
     """:func:`signed_distance_map` after validation; one compiled program per shape and dtype
-    (the result has the dtype of ``spacing``)."""
+    (the result has the dtype of ``spacing``).
+
+    The distances are computed with ``spacing / max(spacing)`` and scaled back (the normalised
+    SDM does not depend on a common scale), so that squared distances neither overflow for huge
+    voxel sizes nor underflow for tiny ones; a spacing that is not finite and positive (possible
+    only when traced) gives NaN everywhere."""
     foreground = mask != 0
+    scale = jnp.max(spacing)
+    unit = spacing / scale
     if one_hot:
         per_channel = jax.vmap(_signed_distance, in_axes=(-1, None, None), out_axes=-1)
-        return per_channel(foreground, spacing, normalize)
-    return _signed_distance(foreground, spacing, normalize)
+        sdm = per_channel(foreground, unit, normalize)
+    else:
+        sdm = _signed_distance(foreground, unit, normalize)
+    if not normalize:
+        sdm = sdm * scale
+    valid = jnp.all(jnp.isfinite(spacing) & (spacing > 0))
+    return jnp.where(valid, sdm, jnp.nan)
 
 
 def _check_spacing(spacing, ndim: int, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -162,8 +174,10 @@ def _check_spacing(spacing, ndim: int, shape: tuple[int, ...], dtype) -> jax.Arr
             f"spacing must have shape ({ndim},), one value per spatial axis of the mask "
             f"(spatial shape {shape}); got shape {values.shape}"
         )
-    if not isinstance(values, jax.core.Tracer) and not np.all(np.asarray(values) > 0):
-        raise ValueError(f"spacing must be positive; got {np.asarray(values).tolist()}")
+    if not isinstance(values, jax.core.Tracer):
+        concrete = np.asarray(values)
+        if not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):
+            raise ValueError(f"spacing must be finite and positive; got {concrete.tolist()}")
     return values
 
 
@@ -188,9 +202,12 @@ def signed_distance_map(
         foreground. With ``one_hot=True``, ``(*S, C)``: the last axis holds C masks (for instance
         a one-hot encoding, background channel included), each transformed on its own. For a
         batch, use ``jax.vmap``.
-      spacing: voxel size along each spatial axis (``len(S)`` positive values, mm), as
-        ``sampling`` in ``scipy.ndimage.distance_transform_edt``; None means 1. May be traced
-        (for instance vmapped per sample); positivity is checked only for concrete values.
+      spacing: voxel size along each spatial axis (``len(S)`` finite positive values, mm),
+        as ``sampling`` in ``scipy.ndimage.distance_transform_edt``; None means 1. Any scale
+        works (1e-30 to 1e30: the computation is relative to the largest value); voxel sizes
+        more than about 1e19 (float32) apart lose the smaller ones. May be traced (for instance
+        vmapped per sample): then a value that is not finite and positive cannot raise and
+        makes the whole result NaN.
       normalize: True (the default) gives the normalised SDM above, in ``[-1, 1]``. False gives
         the plain signed distance ``negdis - posdis`` in units of ``spacing``, with no boundary
         zeroing: ``-d`` inside (``d >= min(spacing)`` the distance to the nearest background
@@ -201,11 +218,12 @@ def signed_distance_map(
 
     Returns:
       ``dtype`` array of the shape of ``mask``. Zeros for a mask (or channel) with no foreground
-      or no background, for both values of ``normalize``; never NaN.
+      or no background, for both values of ``normalize``; never NaN for a valid spacing.
 
     Raises:
       ValueError: ``mask`` has no spatial axis or is empty, ``spacing`` does not have shape
-        ``(len(S),)`` or is not positive, or ``dtype`` is not a floating dtype.
+        ``(len(S),)`` or (when concrete) is not finite and positive, or ``dtype`` is not a
+        floating dtype.
     """
     shape = tuple(np.shape(mask))
     spatial = shape[:-1] if one_hot else shape

@@ -53,6 +53,16 @@ def _commit(x: Any) -> Any:
     return x
 
 
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m20s`` or ``12s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
 def train(
     state: Any,
     step_fn: StepFn,
@@ -97,7 +107,9 @@ def train(
       config: a ConfigDict or dict written to ``<workdir>/config.json`` (atomically).
       put_batch: host batch -> device batch (e.g. ``partial(device_put_batch, mesh=mesh)``);
         default: the numeric entries as they are (jit transfers them).
-      progress: show a tqdm bar; default: when stderr is a terminal.
+      progress: show a tqdm bar (True), nothing (False), or by default a bar when stderr is a
+        terminal and otherwise a plain line on stderr about every twentieth of the run (step,
+        steps/s since the start or resumption, ETA, loss and validation metrics).
       tensorboard: also write the logged metrics as TensorBoard events in
         ``<workdir>/tensorboard`` (needs ``tensorboardX``).
       schedules: ``{name: fn}`` logged with every logged step as ``fn(step - 1)``, the value
@@ -151,7 +163,12 @@ def train(
     put = put_batch or numeric_batch
     show = primary and (sys.stderr.isatty() if progress is None else progress)
     bar = tqdm(total=num_steps, initial=start, disable=not show, desc="train", dynamic_ncols=True)
+    # Without a terminal (cluster jobs, logs redirected) and unless progress=False: a plain line
+    # about every twentieth of the run instead of the bar.
+    plain = primary and progress is None and not show
+    plain_every = log_every * max(1, num_steps // 20 // log_every)
     tick, tick_step = time.perf_counter(), start
+    run_tick, run_tick_step = tick, start
     try:
         for step in range(start + 1, num_steps + 1):
             batch = put(numeric_batch(next(data_iterator)))
@@ -183,6 +200,15 @@ def train(
                 if "loss" in record:
                     postfix["loss"] = f"{record['loss']:.4g}"
                 bar.set_postfix(postfix, refresh=False)
+            if plain and (step % plain_every == 0 or last):
+                now = time.perf_counter()
+                rate = (step - run_tick_step) / max(now - run_tick, 1e-9)
+                line = f"train: step {step}/{num_steps}, {rate:.2f} steps/s"
+                line += f", ETA {_duration((num_steps - step) / max(rate, 1e-9))}"
+                for key in ("loss", *sorted(eval_metrics or ())):
+                    if key in record:
+                        line += f", {key} {record[key]:.4g}"
+                print(line, file=sys.stderr, flush=True)
             if step % checkpoint_every == 0 or last or eval_metrics is not None:
                 checkpointer.save(
                     step, state, data_state=data_iterator.get_state(), metrics=eval_metrics
