@@ -58,6 +58,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from jaxseg.errors import DataError
     from jaxseg.methods import get_method
+    from jaxseg.train import CheckpointError
     from jaxseg.train.config import load_config
     from jaxseg.train.experiment import run_experiment, run_seeds
 
@@ -71,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
             result = run_seeds(method, config, args.workdir, seeds, progress=_progress(args))
         else:
             result = run_experiment(method, config, args.workdir, progress=_progress(args))
-    except (FileNotFoundError, ValueError, DataError) as err:
+    except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
         return _fail("train", err)
     if primary:
         print(_report(result))

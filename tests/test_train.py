@@ -380,3 +380,34 @@ def test_without_a_terminal_a_plain_progress_line_every_twentieth(tmp_path, caps
         assert "/45," in line and "steps/s" in line and "ETA" in line and "loss" in line
     run(tmp_path / "b", 4, progress=False)
     assert "train:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero", "remove_state"])
+def test_a_corrupt_latest_checkpoint_is_moved_aside_and_the_run_resumes(tmp_path, damage, capsys):
+    """The newest checkpoint damaged (a data file truncated or zeroed, or the state folder
+    gone): training warns, renames it ``<step>.corrupt``, resumes from the newest intact one and
+    ends where an uninterrupted run does."""
+    reference = run(tmp_path / "a", 9)
+    run(tmp_path / "b", 6)  # checkpoints at 3 and 6
+    latest = tmp_path / "b" / "checkpoints" / "6"
+    files = sorted(p for p in (latest / "state").rglob("*") if p.is_file() and p.stat().st_size)
+    big = max(files, key=lambda p: p.stat().st_size)
+    if damage == "truncate":
+        big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    elif damage == "zero":
+        big.write_bytes(bytes(big.stat().st_size))
+    else:
+        shutil.rmtree(latest / "state")
+    resumed = run(tmp_path / "b", 9)
+    assert "checkpoint of step 6" in capsys.readouterr().err
+    assert (tmp_path / "b" / "checkpoints" / "6.corrupt").is_dir()
+    assert_states_equal(reference, resumed)
+    steps = [r["step"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl")]
+    assert steps == list(range(1, 10))
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
+    run(tmp_path, 3)
+    shutil.rmtree(tmp_path / "checkpoints" / "3" / "state")
+    with pytest.raises(CheckpointError, match="no checkpoint in .* restores"):
+        run(tmp_path, 6)

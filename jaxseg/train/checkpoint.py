@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 __all__ = ["CheckpointError", "Checkpointer"]
 
@@ -160,6 +161,39 @@ class Checkpointer:
                 f"checkpoint of step {step} in {self.directory} has no data state"
             )
         return restored["state"], dict(data_state)
+
+    def restore_intact(self, *, target_state: Any) -> tuple[Any, dict[str, Any], int, list[str]]:
+        """Restore the newest checkpoint that reads, for resuming a run after a crash.
+
+        Newer checkpoints that do not restore (truncated, zeroed or missing files, e.g. a write
+        interrupted by a crash or a full disk) are moved aside, renamed ``<step>.corrupt``
+        (kept for inspection, and out of the way of the steps that will be saved again).
+
+        Returns:
+          ``(state, data_state, step, skipped)``, ``skipped`` one message per checkpoint moved
+          aside (newest first).
+
+        Raises:
+          CheckpointError: when no checkpoint restores (the messages of all of them).
+        """
+        self.wait()
+        skipped = []
+        for step in reversed(self.all_steps()):
+            try:
+                state, data_state = self.restore(step, target_state=target_state)
+            except CheckpointError as err:
+                skipped.append(str(err))
+                if jax.process_index() == 0:
+                    folder = os.path.join(self.directory, str(step))
+                    os.replace(folder, f"{folder}.corrupt")
+                if jax.process_count() > 1:
+                    multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
+                self._manager.reload()
+                continue
+            return state, data_state, step, skipped
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores: " + "; ".join(skipped or ["none saved"])
+        )
 
     def wait(self) -> None:
         """Block until pending asynchronous saves are written."""

@@ -3,9 +3,10 @@
 Resume contract
 ---------------
 ``train`` looks for checkpoints in its checkpointer (default ``<workdir>/checkpoints``). If there
-is one, it restores the state *and* the data iterator state of the latest one
-(``data_iterator.set_state``), drops the ``metrics.jsonl`` lines of steps after the restored step
-and continues to ``num_steps``. Since the step key is ``fold_in(state.rng, state.step)`` and the
+is one, it restores the state *and* the data iterator state of the latest one that reads
+(``data_iterator.set_state``; newer unreadable ones, e.g. cut short by a crash or a full disk,
+are renamed ``<step>.corrupt`` with a warning: :meth:`Checkpointer.restore_intact`), drops the
+``metrics.jsonl`` lines of steps after the restored step and continues to ``num_steps``. Since the step key is ``fold_in(state.rng, state.step)`` and the
 iterator yields the batches it would have yielded, a run interrupted and resumed ends with the
 same state and the same ``metrics.jsonl`` as an uninterrupted one. Call it again with the same
 arguments (and a freshly built ``state`` and iterator of the same structure) to resume.
@@ -144,7 +145,9 @@ def train(
     )
 
     if checkpointer.latest_step() is not None:
-        state, data_state = checkpointer.restore(target_state=state)
+        state, data_state, _, skipped = checkpointer.restore_intact(target_state=state)
+        for message in skipped if primary else ():
+            print(f"warning: {message}; moved aside, resuming from an older one", file=sys.stderr)
         data_iterator.set_state(data_state)
     else:
         # Restored arrays are committed to their shardings; commit a fresh state too, so that a
