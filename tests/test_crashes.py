@@ -1,0 +1,71 @@
+"""A training run killed with SIGKILL at several moments (just after a step's metrics are
+written, which is when its checkpoint is being written in the background) and started again with
+the same command ends with the parameters and the ``metrics.jsonl`` of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxseg.methods import get_method
+from jaxseg.train.config import load_config
+from jaxseg.train.experiment import restore_state
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["train", "supervised:smoke", "--no-progress", "--set", "train.steps=10"]
+for item in ("train.checkpoint_every=2", "train.eval_every=0", "train.log_every=1"):
+    ARGS += ["--set", item]
+ARGS += ["--set", "data.synthetic.test=1"]
+
+
+def _command(workdir):
+    return [sys.executable, "-m", "jaxseg.cli", *ARGS, "--workdir", str(workdir)]
+
+
+def _steps_logged(workdir) -> int:
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.endswith("}")]
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+def _kill_after(workdir, step: int) -> None:
+    proc = subprocess.Popen(_command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while _steps_logged(workdir) < step and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _final(workdir):
+    config = load_config("supervised:smoke", ["train.steps=10"])
+    state, step = restore_state(get_method("supervised"), config, workdir)
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return step, jax.device_get(state.nets), [(r["step"], r["loss"]) for r in records]
+
+
+def test_sigkill_at_several_points_then_the_same_command_ends_as_an_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    subprocess.run(_command(reference), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    for step in (1, 4, 7):  # before the first checkpoint, and while two of them are written
+        _kill_after(killed, step)
+    done = subprocess.run(_command(killed), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (step_a, nets_a, log_a), (step_b, nets_b, log_b) = _final(reference), _final(killed)
+    assert step_a == step_b == 10
+    assert log_a == log_b
+    for x, y in zip(jax.tree.leaves(nets_a), jax.tree.leaves(nets_b), strict=True):
+        np.testing.assert_array_equal(x, y)
