@@ -185,7 +185,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             out_dir=args.output,
             progress=_progress(args),
         )
-    except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
+    except (FileNotFoundError, ImportError, ValueError, DataError, CheckpointError) as err:
         return _fail("evaluate", err)
     print(_report(result))
     print(f"written: {Path(args.output or Path(args.workdir) / 'eval') / 'metrics.json'}")
@@ -223,7 +223,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     try:
         return _run_predict(args)
-    except (FileNotFoundError, ValueError, DataError, CheckpointError) as err:
+    except (FileNotFoundError, ImportError, ValueError, DataError, CheckpointError) as err:
         return _fail("predict", err)
 
 

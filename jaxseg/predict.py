@@ -5,9 +5,9 @@ an nnU-Net channel suffix (``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``, ...) the 
 are its channels, in suffix order, and the case id drops the suffix; otherwise every file is a
 one-channel case named by its file name. Every input is checked from its header alone
 (:func:`jaxseg.data.nifti.read_header`: rank, size against the file, data type, voxel sizes,
-affine; and the channel count) before any inference starts, and the outputs are checked too (``.nii``/``.nii.gz`` names, no output that
-is an input or another output, folders creatable), so a bad request fails at once and writes
-nothing.
+affine; and the channel count) before any inference starts, and the outputs are checked too
+(``.nii``/``.nii.gz`` names, no output that is an input or another output, folders
+creatable), so a bad request fails at once and writes nothing.
 
 Geometry. Each case goes through the run's preprocessing: resampled to the run's
 ``data.spacing`` when it has one (image linear) and normalised as the training data were
@@ -36,7 +36,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from jaxseg.data.case import Case

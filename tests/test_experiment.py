@@ -330,5 +330,5 @@ def test_a_key_added_since_the_run_counts_as_its_default(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(stored))
     check_run_directory(tmp_path, config)  # float32, the default: the same run
     config.train.precision = "float64"
-    with pytest.raises(RunDirectoryError, match="train.precision"):
+    with pytest.raises(RunDirectoryError, match=r"train\.precision"):
         check_run_directory(tmp_path, config)

@@ -132,3 +132,35 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
         DataError, match=re.escape("numbers.pth: entry 'weight' is a int, not a tensor")
     ):
         load_checkpoint(numbers)
+
+
+def test_half_precision_nan_and_empty_checkpoints(tmp_path):
+    """A bfloat16 state_dict is read as float32 (its values exactly); NaN weights and an empty
+    file are refused naming the file; mismatches name a few entries and their count."""
+    torch_model = ref.randomize_(ref.build("unet2d"), seed=6)
+    state = torch_model.state_dict()
+    half = tmp_path / "half.pth"
+    torch.save(
+        {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}, half
+    )
+    loaded = load_checkpoint(half)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    assert loaded[key].dtype == np.float32
+    np.testing.assert_array_equal(loaded[key], state[key].to(torch.bfloat16).float().numpy())
+    broken = tmp_path / "nan.pth"
+    torch.save(
+        {
+            k: v.clone().fill_(float("nan")) if v.is_floating_point() else v
+            for k, v in state.items()
+        },
+        broken,
+    )
+    with pytest.raises(DataError, match=re.escape("nan.pth: entry") + ".*non-finite"):
+        load_checkpoint(broken)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty.pth: not a readable PyTorch checkpoint \(\w+"):
+        load_checkpoint(empty)
+    renamed = {f"x{k}": v for k, v in load_checkpoint(half).items()}
+    with pytest.raises(ValueError, match=r"\d+ missing entries \[.*\] and \d+ more"):
+        import_state_dict("unet2d", renamed)

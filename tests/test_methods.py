@@ -200,7 +200,7 @@ def test_bfloat16_steps_track_float32_with_float32_state(method):
     only required to be finite: at SDMs near 0, ``sigmoid(-1500 sdm)`` turns the bfloat16
     rounding of the features into differences of up to 33 % at step 2 (the amplification that
     also separates float32 from float64)."""
-    config, module, state = initial(method)
+    _, module, state = initial(method)
     mixed = tiny_config(method)
     mixed.train.precision = "bfloat16"
     steps = {"float32": jitted_step(method), "bfloat16": jax.jit(module.make_train_step(mixed))}

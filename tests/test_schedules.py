@@ -100,6 +100,9 @@ def test_inverse_time_decay_reaches_end_lr_at_the_last_update():
     k = (1e-4 / 1e-5 - 1) / (steps - 1)
     np.testing.assert_allclose(lrs, 1e-4 / (1 + k * counts), rtol=1e-12)
     assert lrs[-1] == pytest.approx(1e-5, rel=1e-12)
-    for bad, match in (({"end_lr": 2e-4}, "end_lr"), ({"end_lr": 1e-5, "decay_every": 10}, "not both")):
+    for bad, match in (
+        ({"end_lr": 2e-4}, "end_lr"),
+        ({"end_lr": 1e-5, "decay_every": 10}, "not both"),
+    ):
         with pytest.raises(ValueError, match=match):
             learning_rate({"name": "adam", "lr": 1e-4, **bad}, steps=steps)

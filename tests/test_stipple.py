@@ -134,6 +134,7 @@ def test_step_loss_is_cross_entropy_plus_dice_on_labels_and_selected_pseudo_labe
     _, metrics = jax.jit(M.make_train_step(config))(state, cleared, jax.random.key(0))
     ce_l, dice_l = _numpy_loss(config, state, cleared)
     assert float(metrics["loss_ce"]) == pytest.approx(ce_l, rel=1e-5)
+    assert float(metrics["loss_dice"]) == pytest.approx(dice_l, rel=1e-5)
     assert float(metrics["target_fraction"]) == pytest.approx(0.5)
     assert abs(ce_l - ce) > 1e-4
 
@@ -141,8 +142,10 @@ def test_step_loss_is_cross_entropy_plus_dice_on_labels_and_selected_pseudo_labe
 def test_the_3d_network_variant_trains_and_predicts_volumes():
     config = load_config(
         "stipple:smoke",
-        ["model.spatial_dims=3", "data.patch=(16,16,8)", "eval.patch=(16,16,8)"]
-        + ["eval.stride=(8,8,4)", "optim.seg.lr=0.001", "optim.seg.end_lr=0.001"],
+        [
+            *("model.spatial_dims=3", "data.patch=(16,16,8)", "eval.patch=(16,16,8)"),
+            *("eval.stride=(8,8,4)", "optim.seg.lr=0.001", "optim.seg.end_lr=0.001"),
+        ],
     )
     state = jax.jit(lambda key: METHOD.create_state(config, key))(jax.random.key(1))
     images = _images(config, batch=2, seed=5)
@@ -192,7 +195,9 @@ def _case(seed, shape=(32, 32, 24), label=True):
     return Case(f"case{seed}", image, lab if label else None)
 
 
-def test_training_cases_carry_the_prior_at_the_organ_centre_and_pseudo_labels(config, state, tmp_path):
+def test_training_cases_carry_the_prior_at_the_organ_centre_and_pseudo_labels(
+    config, state, tmp_path
+):
     prior = _prior(config)
     state = state.replace(prior=jnp.asarray(prior))
     labelled, unlabelled = _case(0), _case(1, label=False)
@@ -231,7 +236,9 @@ def test_training_cases_carry_the_prior_at_the_organ_centre_and_pseudo_labels(co
         assert image[value, ..., 2].all() and image[..., 2].sum() == image[value, ..., 2].size
         np.testing.assert_array_equal(image[..., 0], unlabelled.image[..., 0])
         center = np.array([value, 9, 9])
-        expected = place_prior(prior, center, unlabelled.spatial_shape, extent, floor=config.prior.floor)
+        expected = place_prior(
+            prior, center, unlabelled.spatial_shape, extent, floor=config.prior.floor
+        )
         np.testing.assert_array_equal(image[..., 1], np.asarray(expected))
 
 
@@ -288,7 +295,9 @@ def test_pseudo_labels_are_the_most_confident_gamma_of_the_predicted_organ(confi
     np.testing.assert_array_equal(np.flatnonzero(out["label"].ravel()), np.sort(order[:k]))
     selected = np.sort(np.concatenate([order[:k], order[prob.size - k_bg :]]))
     np.testing.assert_array_equal(np.flatnonzero(out["weight"].ravel()), selected)
-    np.testing.assert_array_equal(out["center"], C.locate(config, state.nets, _prior(config), image))
+    np.testing.assert_array_equal(
+        out["center"], C.locate(config, state.nets, _prior(config), image)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +361,9 @@ def test_cli_train_evaluate_predict(tmp_path):
     for name in ("figures/prior.png", "figures/pseudo_round_1.png", "eval/metrics.json"):
         assert (workdir / name).is_file(), name
     first = json.loads((workdir / "eval" / "metrics.json").read_text())
-    _jaxseg("evaluate", "--workdir", str(workdir), "--output", str(tmp_path / "again"), cwd=tmp_path)
+    _jaxseg(
+        "evaluate", "--workdir", str(workdir), "--output", str(tmp_path / "again"), cwd=tmp_path
+    )
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["mean"]["dice"] == pytest.approx(first["mean"]["dice"], abs=1e-6)
     # predict on a test phantom written as NIfTI: the positioned prior's prediction, thresholded

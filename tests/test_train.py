@@ -409,5 +409,5 @@ def test_a_corrupt_latest_checkpoint_is_moved_aside_and_the_run_resumes(tmp_path
 def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
     run(tmp_path, 3)
     shutil.rmtree(tmp_path / "checkpoints" / "3" / "state")
-    with pytest.raises(CheckpointError, match="no checkpoint in .* restores"):
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .* restores"):
         run(tmp_path, 6)

@@ -101,7 +101,7 @@ def read_header(path: str | os.PathLike, what: str = "image") -> nib.Nifti1Heade
         raise DataError(f"{path}: the header claims {shape}, more than {MAX_VOXELS} voxels")
     dtype = header.get_data_dtype()
     if np.issubdtype(dtype, np.complexfloating) or not (
-        np.issubdtype(dtype, np.number) or dtype == bool
+        np.issubdtype(dtype, np.number) or dtype.kind == "b"
     ):
         raise DataError(f"{path}: unsupported NIfTI data type {dtype} (complex or not numeric)")
     needed = voxels * dtype.itemsize + int(header.get_data_offset())

@@ -1,5 +1,6 @@
 """Per-record transforms of the input pipelines: random crop, axial rot90/flip, random affine,
-shift of some channels, normalisation (grain ``RandomMap``/``Map`` objects; see :mod:`jaxseg.data.pipeline`).
+shift of some channels, normalisation (grain ``RandomMap``/``Map`` objects; see
+:mod:`jaxseg.data.pipeline`).
 
 A *record* is one case as a dict ``{"image": float32 (*S, C), "label": int32 (*S) or None,
 "id": str}``. Random transforms draw only from the ``np.random.Generator`` grain hands them and

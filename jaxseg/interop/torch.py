@@ -202,7 +202,8 @@ def import_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any
       normalisation), float32, ready for ``reference_module(name).apply``.
 
     Raises:
-      ValueError: listing every missing, unexpected or mis-shaped entry.
+      ValueError: naming the missing, unexpected or mis-shaped entries (the first few of each,
+        with their counts).
     """
     if name not in _TABLES:
         raise ValueError(f"unknown reference network {name!r}; expected one of {NAMES}")
@@ -212,9 +213,9 @@ def import_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any
     unexpected = [k for k in arrays if k not in destinations]
     problems = []
     if missing:
-        problems.append(f"missing entries {missing}")
+        problems.append(f"{len(missing)} missing entries {_first(missing)}")
     if unexpected:
-        problems.append(f"unexpected entries {unexpected}")
+        problems.append(f"{len(unexpected)} unexpected entries {_first(unexpected)}")
 
     variables: dict[str, Any] = {}
     for torch_name, (path, kind, collection, leaf) in destinations.items():
@@ -244,10 +245,15 @@ def import_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any
             node = node.setdefault(part, {})
         node[leaf] = jnp.asarray(converted)
     if problems:
-        raise ValueError(
-            f"state_dict does not match the reference {name!r}: " + "; ".join(problems)
-        )
+        shown = problems[:6] + ([f"{len(problems) - 6} more problems"] if len(problems) > 6 else [])
+        raise ValueError(f"state_dict does not match the reference {name!r}: " + "; ".join(shown))
     return variables
+
+
+def _first(names: list[str], count: int = 5) -> str:
+    """The first ``count`` names, and how many more."""
+    more = f" and {len(names) - count} more" if len(names) > count else ""
+    return f"{names[:count]}{more}"
 
 
 def _fc_channels(shapes: Mapping[str, Any]) -> int:
@@ -263,8 +269,8 @@ def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     (``DataParallel``) is removed.
 
     Raises:
-      DataError: naming the file, when it is missing, unreadable, not a state_dict or holds
-        non-tensor values.
+      DataError: naming the file, when it is missing, unreadable, not a state_dict, or holds
+        non-tensor or non-finite values (half-precision tensors are read as float32).
       ImportError: when PyTorch is not installed.
     """
     try:
@@ -279,7 +285,8 @@ def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable PyTorch checkpoint ({detail})") from err
     for key in ("state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
@@ -289,5 +296,11 @@ def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     for key, value in checkpoint.items():
         if not isinstance(value, torch.Tensor):
             raise DataError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
-        state[re.sub(r"^module\.", "", key)] = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64):
+            value = value.float()  # bfloat16 and float16 have no exact numpy twin here
+        array = value.numpy()
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise DataError(f"{path}: entry {key!r} has non-finite values (NaN or inf)")
+        state[re.sub(r"^module\.", "", key)] = array
     return state

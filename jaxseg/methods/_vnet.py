@@ -124,7 +124,10 @@ def import_weights(
     """
     from jaxseg.interop.torch import import_state_dict
 
-    variables = import_state_dict("vnet", state_dict)
+    try:
+        variables = import_state_dict("vnet", state_dict)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
     seg = state.nets["seg"]
     expected = jax.tree.map(jnp.shape, seg.params)
     if jax.tree.map(jnp.shape, variables["params"]) != expected:

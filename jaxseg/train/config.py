@@ -260,9 +260,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def config_diff(
-    a: Any, b: Any, *, ignore: Sequence[str] = (), defaults: Any = None
-) -> list[str]:
+def config_diff(a: Any, b: Any, *, ignore: Sequence[str] = (), defaults: Any = None) -> list[str]:
     """The dotted keys whose values differ between two configs (or ``config.json`` contents),
     keys present in only one included, ``ignore`` left out; sorted.
 

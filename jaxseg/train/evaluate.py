@@ -159,7 +159,9 @@ def predict_on_grid(
     if spacing is None or np.allclose(case.spacing, spacing, rtol=1e-6, atol=0.0):
         return predict_volume(apply_fn, variables, case.image, **window)
     net_case = resample_to_spacing(dataclasses.replace(case, label=None), spacing)
-    return resample_onto(predict_volume(apply_fn, variables, net_case.image, **window), spacing, case)
+    return resample_onto(
+        predict_volume(apply_fn, variables, net_case.image, **window), spacing, case
+    )
 
 
 def window_options(config: Any) -> dict[str, Any]:

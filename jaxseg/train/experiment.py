@@ -180,7 +180,7 @@ def _source_grid(config: Any) -> Any:
 
 PRECISIONS = {"float32": np.float32, "float64": np.float64, "bfloat16": np.float32}
 """``train.precision``: the dtype of every floating array of the state and of the batches (for
-"bfloat16" only the networks' computations are bfloat16: :func:`~jaxseg.train.config.compute_dtype`)."""
+"bfloat16" only the networks compute in bfloat16: :func:`jaxseg.train.config.compute_dtype`)."""
 
 
 def _precision(config: Any) -> Any:

@@ -6,8 +6,9 @@ Resume contract
 is one, it restores the state *and* the data iterator state of the latest one that reads
 (``data_iterator.set_state``; newer unreadable ones, e.g. cut short by a crash or a full disk,
 are renamed ``<step>.corrupt`` with a warning: :meth:`Checkpointer.restore_intact`), drops the
-``metrics.jsonl`` lines of steps after the restored step and continues to ``num_steps``. Since the step key is ``fold_in(state.rng, state.step)`` and the
-iterator yields the batches it would have yielded, a run interrupted and resumed ends with the
+``metrics.jsonl`` lines of steps after the restored step and continues to ``num_steps``.
+Since the step key is ``fold_in(state.rng, state.step)`` and the iterator yields the batches
+it would have yielded, a run interrupted and resumed ends with the
 same state and the same ``metrics.jsonl`` as an uninterrupted one. Call it again with the same
 arguments (and a freshly built ``state`` and iterator of the same structure) to resume.
 """
@@ -56,7 +57,7 @@ def _commit(x: Any) -> Any:
 
 def _duration(seconds: float) -> str:
     """``1h02m``, ``3m20s`` or ``12s``."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     if seconds >= 60:

@@ -15,8 +15,9 @@ each labelled training case at its organ's centre (:mod:`~.cases`) and travels w
 as a channel, so that it undergoes the same augmentation (:func:`transforms`): first the prior
 alone is translated by up to ``prior.jitter`` voxels per axis (imperfect positioning, Appendix
 B), then a slice (or patch) is cropped (centred on an organ voxel with probability
-``augmentation.foreground_prob``, as nnU-Net's oversampling: most slices hold no organ), then image, prior and label are translated by up to
-``augmentation.translation`` voxels in-plane, rotated by up to ``augmentation.rotation_deg``
+``augmentation.foreground_prob``, as nnU-Net's oversampling: most slices hold no organ),
+then image, prior and label are translated by up to ``augmentation.translation`` voxels
+in-plane, rotated by up to ``augmentation.rotation_deg``
 about the axial axis and zoomed in-plane by ``1 +- augmentation.zoom`` (the paper's +-15 px,
 +-6 deg and 0.9-1.1 on 512 x 512 slices). Optimizer ``optim.seg``: Adam 1e-4, inverse-time
 decay to 1e-5 at the last iteration.

@@ -95,7 +95,9 @@ def create_state(config: Any, key: jax.Array) -> StippleState:
     """``StippleState`` with ``nets = {"seg": U-Net}`` and a zero prior of ``prior.size``'s
     window and ``prior.bins`` bins (filled by :func:`jaxseg.methods.stipple.prepare`)."""
     init_key, rng = jax.random.split(key)
-    seg = create_net_state(network(config), optimizer(config), init_key, _example(config), train=False)
+    seg = create_net_state(
+        network(config), optimizer(config), init_key, _example(config), train=False
+    )
     base = create_train_state({"seg": seg}, rng)
     prior = jnp.zeros(_prior_shape(config), jnp.float32)
     return StippleState(step=base.step, rng=base.rng, nets=base.nets, prior=prior)
@@ -185,4 +187,3 @@ def put_like(value: Any, like: jax.Array) -> jax.Array:
     devices of every process, built from this process's identical copy)."""
     value = jnp.asarray(value, like.dtype)
     return jax.make_array_from_callback(like.shape, like.sharding, lambda index: value[index])
-

@@ -125,9 +125,10 @@ def _round(config: Any, state: Any, cases: Sequence[Case], workdir: Path, round_
     if primary:
         for case in cases:
             result = pseudo_labels(config, nets, prior, case.image, gamma)
-            _write(pseudo_label_file(workdir, round_, case.id), {
-                key: result[key] for key in ("label", "weight", "center")
-            })
+            _write(
+                pseudo_label_file(workdir, round_, case.id),
+                {key: result[key] for key in ("label", "weight", "center")},
+            )
             if len(shown) < int(config.eval.num_figures):
                 shown.append(_figure_case(case, result))
         title = f"pseudo-labels of round {round_} (gamma {gamma:g}; green: reference)"
