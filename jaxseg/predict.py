@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -40,7 +39,14 @@ import numpy as np
 
 from jaxseg.data.case import Case
 from jaxseg.data.files import strip_suffix, visible_files
-from jaxseg.data.nifti import load_case, load_nnunet_case, read_header, save_nifti
+from jaxseg.data.nifti import (
+    CHANNEL_NAME,
+    is_nifti,
+    load_case,
+    load_nnunet_case,
+    read_header,
+    save_nifti,
+)
 from jaxseg.data.preprocess import resample_onto, zscore
 from jaxseg.data.sources import Preprocessing
 from jaxseg.errors import DataError
@@ -50,8 +56,6 @@ from jaxseg.train.method import Method
 
 __all__ = ["InputCase", "Plan", "list_inputs", "plan", "predict_paths"]
 
-_CHANNEL = re.compile(r"^(?P<id>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
-
 
 @dataclasses.dataclass(frozen=True)
 class InputCase:
@@ -59,10 +63,6 @@ class InputCase:
 
     id: str
     files: tuple[Path, ...]
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
 def list_inputs(path: str | os.PathLike) -> list[InputCase]:
@@ -74,20 +74,20 @@ def list_inputs(path: str | os.PathLike) -> list[InputCase]:
     """
     path = Path(path)
     if path.is_file():
-        if not _is_nifti(path):
+        if not is_nifti(path):
             raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
         return [InputCase(strip_suffix(path.name), (path,))]
     if not path.is_dir():
         raise DataError(f"{path}: no such file or folder")
-    files = [p for p in visible_files(path) if _is_nifti(p)]
+    files = [p for p in visible_files(path) if is_nifti(p)]
     if not files:
         raise DataError(f"{path}: the folder holds no .nii or .nii.gz file")
-    matches = [_CHANNEL.match(p.name) for p in files]
+    matches = [CHANNEL_NAME.match(strip_suffix(p.name)) for p in files]
     if not all(matches):
         return [InputCase(strip_suffix(p.name), (p,)) for p in sorted(files)]
     cases: dict[str, dict[int, Path]] = {}
     for p, match in zip(files, matches):
-        cases.setdefault(match["id"], {})[int(match["channel"])] = p
+        cases.setdefault(match[1], {})[int(match[2])] = p
     out = []
     for case_id in sorted(cases):
         channels = cases[case_id]
@@ -169,7 +169,7 @@ def _targets(
 ) -> dict[str, Path]:
     """``case id -> output file``: ``output`` itself for a file input named like a NIfTI file,
     else ``output/<id>.nii.gz``; checked and its folder created."""
-    if path.is_file() and _is_nifti(output):
+    if path.is_file() and is_nifti(output):
         targets = {cases[0].id: output}
     elif output.suffix and not output.is_dir():
         raise ValueError(f"{output}: the {kind} must be a .nii or .nii.gz file or a folder")
@@ -223,7 +223,7 @@ def plan(
     seen: dict[Path, str] = {}
     for kind, files in targets.items():
         for file in files.values():
-            if not _is_nifti(file):
+            if not is_nifti(file):
                 raise ValueError(f"{file}: the {kind} must be a .nii or .nii.gz file or a folder")
             if file.resolve() in seen:
                 raise ValueError(f"{file}: both the {seen[file.resolve()]} and the {kind}")

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxseg.atomic import atomic_path
 from jaxseg.data.files import strip_suffix, visible_files
-from jaxseg.data.nifti import load_label
+from jaxseg.data.nifti import is_nifti, load_label
 from jaxseg.errors import DataError
 from jaxseg.train.evaluate import case_record, json_safe, nanmean, nanstd
 from jaxseg.train.logging import write_json_atomic
@@ -36,7 +36,7 @@ def _listing(folder: Path, what: str) -> dict[str, Path]:
         raise DataError(f"{folder}: the {what} folder does not exist")
     files = {}
     for path in visible_files(folder):
-        if path.name.lower().endswith((".nii", ".nii.gz")):
+        if is_nifti(path):
             case_id = strip_suffix(path.name)
             if case_id in files:
                 raise DataError(f"{folder}: case {case_id!r} has two files")

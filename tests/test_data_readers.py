@@ -17,7 +17,8 @@ from jaxseg.data.la_h5 import (
     la_split,
     load_la_case,
 )
-from jaxseg.data.nifti import decathlon_cases, load_case, paired_cases, save_nifti
+from jaxseg.data.layouts import decathlon_cases, paired_cases
+from jaxseg.data.nifti import load_case, save_nifti
 from jaxseg.data.png2d import load_png_case, png_list_cases
 from jaxseg.data.preprocess import (
     clip_and_zscore,

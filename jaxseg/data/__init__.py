@@ -13,15 +13,8 @@ from jaxseg.data.case import Case, MappedCases
 from jaxseg.data.check import check_dataset
 from jaxseg.data.files import CaseFiles, ChannelFiles
 from jaxseg.data.la_h5 import LA_SPACING, la_list_cases, la_partition, la_split, load_la_case
-from jaxseg.data.nifti import (
-    decathlon_cases,
-    load_case,
-    load_nnunet_case,
-    nifti_layout,
-    nnunet_cases,
-    paired_cases,
-    save_nifti,
-)
+from jaxseg.data.layouts import decathlon_cases, nifti_layout, nnunet_cases, paired_cases
+from jaxseg.data.nifti import load_case, load_nnunet_case, save_nifti
 from jaxseg.data.pipeline import (
     LoaderOptions,
     case_to_record,

@@ -27,7 +27,8 @@ from jaxseg.atomic import write_text
 from jaxseg.data.case import Case
 from jaxseg.data.files import describe
 from jaxseg.data.la_h5 import LA_FILENAME, la_list_cases, la_split, load_la_case
-from jaxseg.data.nifti import load_case, scan_decathlon
+from jaxseg.data.layouts import scan_decathlon
+from jaxseg.data.nifti import load_case
 from jaxseg.data.png2d import load_png_case, png_case_id, png_list_cases
 from jaxseg.errors import DataError
 

@@ -29,7 +29,7 @@ class ChannelFiles(NamedTuple):
 
     ``images`` are ``NAME_0000``, ``NAME_0001``, ... in channel order; ``id`` is ``NAME`` (the
     label's name without its suffix); ``label`` is None in an unlabelled test split.
-    :func:`jaxseg.data.nifti.nnunet_cases` lists these and
+    :func:`jaxseg.data.layouts.nnunet_cases` lists these and
     :func:`jaxseg.data.nifti.load_nnunet_case` stacks the channels.
     """
 

@@ -56,7 +56,7 @@ Sources:
 ``nifti``       a Medical Segmentation Decathlon folder (``dataset.json``, ``imagesTr/``,
                 ``labelsTr/``, ``imagesTs/``) or an nnU-Net raw folder (``_0000`` channel
                 suffixes, channels stacked last, ids without the suffix); the layout is detected
-                by :func:`jaxseg.data.nifti.nifti_layout`. The test set ``"test"`` is
+                by :func:`jaxseg.data.layouts.nifti_layout`. The test set ``"test"`` is
                 ``imagesTs/`` + ``labelsTs/`` when both hold files (the first ``test`` of them by
                 name). The training ids, sorted, are put in the order
                 ``numpy.random.default_rng(split_seed).permutation``; without a test split of
@@ -92,13 +92,8 @@ from jaxseg.data import synthetic
 from jaxseg.data.case import Case
 from jaxseg.data.files import describe, require_file, visible_files
 from jaxseg.data.la_h5 import la_list_cases, la_split, load_la_case
-from jaxseg.data.nifti import (
-    decathlon_cases,
-    load_case,
-    load_nnunet_case,
-    nifti_layout,
-    nnunet_cases,
-)
+from jaxseg.data.layouts import decathlon_cases, nifti_layout, nnunet_cases
+from jaxseg.data.nifti import load_case, load_nnunet_case
 from jaxseg.data.png2d import load_png_case, png_list_cases
 from jaxseg.data.preprocess import resample_to_spacing, zscore
 from jaxseg.errors import DataError
