@@ -64,6 +64,19 @@ def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7) -> dict
     }
 
 
+def peak_memory() -> dict[str, int | None]:
+    """Peak memory so far: ``device_bytes``, the accelerator's ``peak_bytes_in_use``
+    (``device.memory_stats()``; None on the CPU backend, which keeps no such count), and
+    ``host_rss_bytes``, the process's peak resident set (``getrusage``; on the CPU backend it
+    holds the arrays). Both are maxima over the whole process so far: run a row in a fresh
+    process for the peak of that row alone."""
+    import resource
+
+    stats = jax.devices()[0].memory_stats() or {}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {"device_bytes": stats.get("peak_bytes_in_use"), "host_rss_bytes": int(rss)}
+
+
 def measure_train_step(
     step_fn: Callable[..., Any], state: Any, batch: Any, *, warmup: int = 2, repeats: int = 7
 ) -> dict[str, float]:
