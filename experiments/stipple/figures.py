@@ -6,7 +6,8 @@ Writes ``OUT_DIR/prior.png`` (the prior's bins, Figs. 2 and 5 of the paper) and
 ``OUT_DIR/pseudo_labels.png`` (the first pseudo-labelling round), copied from the run, and
 ``OUT_DIR/with_without_prior.png`` (Fig. 4): on the first test cases, the axial slice through the
 organ's centre with the reference (green) and the prediction (red) of the network without prior,
-with the prior positioned by the KL search, and with the prior at the label's own centre.
+with the prior positioned as the method does (KL search and refinement), and with the prior at
+the label's own centre.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main(run: Path, out: Path, count: int = 3) -> None:
         preds = {"without prior": without > 0.5}
         for positioning in ("kl", "label"):
             config.prior.positioning = positioning
-            centre = cases.position(config, prior, without, case.label)
+            centre = cases.locate(config, state.nets, prior, case.image, case.label)
             placed = cases.placed_prior(config, prior, centre, case.spatial_shape)
             prob = cases.probabilities(config, state.nets, case.image, placed)
             preds[f"prior, {positioning} positioning"] = prob > 0.5
