@@ -57,9 +57,7 @@ def test_sliding_window_on_a_whole_real_volume(which):
     pick = (max if which == "largest" else min)(ids, key=lambda i: math.prod(shapes[i]))
     case = load_la_case(ROOT, pick)
     jax_fn, numpy_fn = _position_network(np.random.default_rng(0))
-    got = sliding_window(
-        lambda _, x: jax_fn(x), None, jnp.asarray(case.image), PATCH, stride=STRIDE, batch_size=4
-    )
+    got = sliding_window(jax_fn, jnp.asarray(case.image), patch=PATCH, stride=STRIDE, batch_size=4)
     want = reference_sliding_window(numpy_fn, case.image, PATCH, STRIDE)
     assert got.shape == (*case.spatial_shape, 1)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)

@@ -349,3 +349,20 @@ def test_registry_and_config_errors():
         load_split({"source": "nifti", "root": ""})
     with pytest.raises(DataError, match="nowhere: NIfTI data folder not found"):
         load_split({"source": "nifti", "root": "nowhere"})
+
+
+def test_nifti_k_fold_splits_partition_the_cases(msd):
+    """``data.folds=3``: the three test sets are disjoint, cover every case once, differ in size
+    by at most one, and each fold trains on the other cases only."""
+    root, _ = msd
+    seen = []
+    for fold in range(3):
+        ids = load_split(nifti_data(root, folds=3, fold=fold, labelled=-1, val=0)).ids()
+        test = ids["test"]["test"]
+        training = ids["labelled"] + ids["unlabelled"] + ids["val"]
+        assert not set(test) & set(training) and len(test) + len(training) == len(TRAIN)
+        assert len(test) in (2, 3)
+        seen += test
+    assert sorted(seen) == TRAIN
+    with pytest.raises(ValueError, match="data.folds"):
+        load_split(nifti_data(root, folds=3, fold=3))

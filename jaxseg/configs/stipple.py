@@ -12,7 +12,10 @@ Settings:
   margin); Adam 1e-4 decaying in inverse time to 1e-5; batches of 6 slices (3 labelled + 3
   from the unlabelled cases, which count once they are pseudo-labelled); one pseudo-labelling
   iteration (T = 1, the paper's choice at <= 50 % labels; 2 at 70 %). 8000 iterations: the
-  paper's 25 epochs of about 2000 labelled slices in batches of 6.
+  paper's 25 epochs of about 2000 labelled slices in batches of 6. The paper's 5-fold
+  cross-validation: one run per fold with ``--set data.folds=5 --set data.fold=K`` (the test
+  set is then fold K of the seeded order, ``data.test`` is not read) and ``data.labelled`` the
+  proportion's count of the remaining cases.
 * ``synthetic``: the built-in abdominal CT-like phantoms (:func:`jaxseg.data.abdominal_ct_like`)
   at 64 x 64 x 48 (2.25 x 2.25 x 3.33 mm, the default field of view), 20 training cases of
   which 2 labelled (10 %; 6 for 30 %), 4 validation and 10 test phantoms; a 4-level U-Net with

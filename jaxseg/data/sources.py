@@ -27,6 +27,10 @@ brackets, so older configs still load):
                  (image linear, label nearest); metrics use the spacing of the cases [()].
 ``intensity``    "keep", "zscore" (per case and channel) or "clip_zscore" with ``clip = (lo, hi)``
                  (CT: clip to a HU window, then z-score) ["keep"].
+``folds``, ``fold``  ``nifti`` without a test split of its own: ``folds >= 2`` makes the test
+                 set part ``fold`` of the seeded order cut into ``folds`` parts (k-fold
+                 cross-validation, STIPPLE's protocol: one run per fold; ``data.test`` is then
+                 not read); 0: off [0, 0].
 ``cache``        keep every case of a file source in memory once read and preprocessed (worth
                  it when reading and resampling a case cost about as much as a training step;
                  memory: the preprocessed volumes of all cases read) [False].
@@ -121,6 +125,8 @@ DEFAULTS = {
     "intensity": "keep",
     "clip": (),
     "cache": False,
+    "folds": 0,
+    "fold": 0,
 }
 """The value of every ``data`` key a source reads when the section lacks it (the engine's base
 config starts from these)."""
@@ -430,8 +436,10 @@ def _nifti(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
         order = sorted(train)
         permutation = np.random.default_rng(int(_get(data, "split_seed"))).permutation(len(order))
         order = [order[i] for i in permutation]
-        n_test = int(_get(data, "test"))
-        if fixed:
+        n_test, folds = int(_get(data, "test")), int(_get(data, "folds"))
+        if folds:
+            test_ids, order = _fold(order, folds, int(_get(data, "fold")), root)
+        elif fixed:
             test_ids = _cap(list(test), n_test, root / "imagesTs")
         elif n_test < 0:
             raise ValueError(
@@ -442,6 +450,20 @@ def _nifti(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
             test_ids, order = _cap(order, n_test, root / "imagesTr"), order[n_test:]
         ids = {**_partition(order, **_counts(data), where=str(root)), "test": {"test": test_ids}}
     return _Listing(str(root), train, {"test": test}).split(ids, data)
+
+
+def _fold(order: list[str], folds: int, fold: int, root: Path) -> tuple[list[str], list[str]]:
+    """``(test ids, training ids)`` of fold ``fold`` of ``folds``: the ordered ids cut into
+    ``folds`` contiguous parts of sizes differing by at most one (``numpy.array_split``), part
+    ``fold`` held out."""
+    if not (2 <= folds <= len(order) and 0 <= fold < folds):
+        raise ValueError(
+            f"{root}: data.folds = {folds} and data.fold = {fold} must satisfy 2 <= folds <= "
+            f"{len(order)} (the training cases) and 0 <= fold < folds"
+        )
+    parts = np.array_split(np.arange(len(order)), folds)
+    held = set(parts[fold].tolist())
+    return [order[i] for i in parts[fold]], [c for i, c in enumerate(order) if i not in held]
 
 
 def _png2d(data: Any, *, ids: Mapping[str, Any] | None) -> Split:
