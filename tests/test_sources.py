@@ -364,5 +364,5 @@ def test_nifti_k_fold_splits_partition_the_cases(msd):
         assert len(test) in (2, 3)
         seen += test
     assert sorted(seen) == TRAIN
-    with pytest.raises(ValueError, match="data.folds"):
+    with pytest.raises(ValueError, match=r"data\.folds"):
         load_split(nifti_data(root, folds=3, fold=3))
