@@ -82,6 +82,8 @@ class VNet(nn.Module):
     In training mode it needs a ``"dropout"`` rng when ``has_dropout`` and mutates
     ``"batch_stats"`` with batch normalisation. ``conv_impl`` (one of
     :data:`jaxseg.nn.layers.CONV_IMPLS`) chooses how convolutions are computed, not what.
+    ``dtype`` is the computation dtype of the body; the heads compute in at least float32 (with
+    ``dtype=bfloat16``: bfloat16 features, float32 outputs).
     """
 
     n_classes: int = 1
