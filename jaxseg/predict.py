@@ -130,23 +130,6 @@ def _normalized(config: Any, case: Case, normalize: bool) -> Case:
     return out
 
 
-def _mirrored(
-    method: Method, config: Any, nets: Any, state: Any, image: np.ndarray, tta: bool
-) -> dict[str, np.ndarray]:
-    """``predict_case`` outputs, averaged over the mirrorings of the spatial axes with ``tta``."""
-    if not tta:
-        return predict_case(method, config, nets, image, state=state)
-    axes = range(image.ndim - 1)
-    flips = [tuple(a for a in axes if (k >> a) & 1) for k in range(2 ** len(axes))]
-    total: dict[str, np.ndarray] = {}
-    for flip in flips:
-        out = predict_case(method, config, nets, np.flip(image, flip).copy(), state=state)
-        for name, value in out.items():
-            value = np.flip(value, flip)
-            total[name] = value if name not in total else total[name] + value
-    return {name: value / len(flips) for name, value in total.items()}
-
-
 def _stage(outputs: Mapping[Path, tuple[np.ndarray, Path]]) -> None:
     """Write every ``path: (array, reference)`` under a temporary name, then move them all into
     place; on any failure nothing is replaced and the temporary files are removed."""
@@ -262,7 +245,7 @@ def predict_paths(
         try:
             source = _read(case)
             net_case = _normalized(config, source, normalize)
-            out = _mirrored(method, config, nets, state, net_case.image, tta)
+            out = predict_case(method, config, nets, net_case.image, state=state, tta=tta)
             if spacing is not None and net_case.spatial_shape != source.spatial_shape:
                 out = {name: resample_onto(v, spacing, source) for name, v in out.items()}
             if "sdm" in targets and "sdm" not in out:

@@ -357,3 +357,22 @@ def test_network_spacing_predicts_coarse_and_scores_on_the_case_grid():
     # A case already at the network's spacing is predicted as it is.
     same = run([box_case("same", [BOX_A], [BOX_B])], spacing=SPACING)
     assert same["cases"][0]["dice"] == pytest.approx(DICE_AB, abs=1e-12)
+
+
+def test_output_functions_of_equal_configs_share_one_compilation():
+    """``OutputFn`` built anew per case compares equal for equal config values, so the sliding
+    window's cache reuses one compiled program; another output or config value is another."""
+    from jaxseg.train.config import base_config
+    from jaxseg.train.evaluate import OutputFn, _jitted_sliding_window
+
+    def predict(config, variables, patches):
+        return {"prob": patches * config.eval.threshold, "other": patches}
+
+    a, b = OutputFn(predict, base_config()), OutputFn(predict, base_config())
+    assert a == b and hash(a) == hash(b)
+    assert a != OutputFn(predict, base_config(), "other")
+    changed = base_config()
+    changed.eval.threshold = 0.25
+    assert a != OutputFn(predict, changed)
+    options = ((8, 8), (8, 8), 1, "mean")
+    assert _jitted_sliding_window(a, *options) is _jitted_sliding_window(b, *options)

@@ -50,6 +50,7 @@ from jaxseg.metrics import largest_component as _largest_component
 from jaxseg.train.logging import write_json_atomic
 
 __all__ = [
+    "OutputFn",
     "case_record",
     "evaluate",
     "predict_on_grid",
@@ -162,6 +163,26 @@ def predict_on_grid(
     return resample_onto(
         predict_volume(apply_fn, variables, net_case.image, **window), spacing, case
     )
+
+
+class OutputFn:
+    """``apply_fn(variables, patches) -> predict(config, variables, patches)[output]`` for
+    :func:`predict_volume`, equal (and hashing equal) to any other with the same ``predict``,
+    config values and ``output``: the sliding window compiles once per such function, not once
+    per call that builds it (e.g. once per case of a folder)."""
+
+    def __init__(self, predict: Callable, config: Any, output: str = "prob"):
+        self.predict, self.config, self.output = predict, config, output
+        self._key = (predict, config.to_json_best_effort(sort_keys=True), output)
+
+    def __call__(self, variables: Any, patches: jax.Array) -> jax.Array:
+        return self.predict(self.config, variables, patches)[self.output]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OutputFn) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
 
 
 def window_options(config: Any) -> dict[str, Any]:

@@ -48,7 +48,13 @@ from jaxseg.data.pipeline import loader_options, semi_supervised_dataset
 from jaxseg.data.sources import Split, load_split
 from jaxseg.train.checkpoint import Checkpointer, CheckpointError
 from jaxseg.train.config import base_config, config_diff
-from jaxseg.train.evaluate import evaluate, json_safe, predict_volume, window_options
+from jaxseg.train.evaluate import (
+    OutputFn,
+    evaluate,
+    json_safe,
+    predict_volume,
+    window_options,
+)
 from jaxseg.train.logging import plot_curves, write_json_atomic
 from jaxseg.train.loop import train
 from jaxseg.train.method import Method
@@ -147,11 +153,8 @@ def _empty_policy(value: Any) -> str | float:
     return "nan" if str(value).lower() == "nan" else float(value)
 
 
-def _apply_fn(method: Method, config: Any, output: str = "prob"):
-    def apply_fn(nets, images):
-        return method.predict(config, nets, images)[output]
-
-    return apply_fn
+def _apply_fn(method: Method, config: Any, output: str = "prob") -> OutputFn:
+    return OutputFn(method.predict, config, output)
 
 
 def _eval_kwargs(config: Any) -> dict[str, Any]:
@@ -440,13 +443,21 @@ def evaluate_run(
 
 
 def predict_case(
-    method: Method, config: Any, nets: Any, image: np.ndarray, *, state: Any = None
+    method: Method,
+    config: Any,
+    nets: Any,
+    image: np.ndarray,
+    *,
+    state: Any = None,
+    tta: bool = False,
 ) -> dict[str, np.ndarray]:
     """Whole-volume outputs of one image ``(*S, C)`` (already normalised as the training data):
     ``{"prob": (*S, K), ...}`` plus every other output of ``method.predict`` (e.g. ``"sdm"``).
 
     ``state`` (the trained run's, whose ``nets`` are ``nets``) completes the image first when
-    the method prepares its test cases (``method.prepare_test_case``)."""
+    the method prepares its test cases (``method.prepare_test_case``), once. With ``tta`` the
+    outputs are averaged over the ``2^N`` mirrorings of the spatial axes of that completed image
+    (its extra channels, e.g. a positioned prior, mirrored with it)."""
     (image,) = (case.image for case in _test_cases(method, config, state, [Case("input", image)]))
     window = window_options(config)
     shapes = jax.eval_shape(
@@ -454,10 +465,17 @@ def predict_case(
         nets,
         jax.ShapeDtypeStruct((1, *tuple(config.eval.patch), image.shape[-1]), np.float32),
     )
-    return {
-        name: predict_volume(_apply_fn(method, config, name), nets, image, **window)
-        for name in shapes
-    }
+    axes = range(image.ndim - 1)
+    flips = [tuple(a for a in axes if (k >> a) & 1) for k in range(2 ** len(axes) if tta else 1)]
+    total: dict[str, np.ndarray] = {}
+    for flip in flips:
+        flipped = np.flip(image, flip).copy()
+        for name in shapes:
+            out = np.flip(
+                predict_volume(_apply_fn(method, config, name), nets, flipped, **window), flip
+            )
+            total[name] = out if name not in total else total[name] + out
+    return {name: value / len(flips) for name, value in total.items()}
 
 
 def run_seeds(

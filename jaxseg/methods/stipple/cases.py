@@ -27,7 +27,7 @@ from jaxseg.data import Case, MappedCases, Split
 from jaxseg.data.transforms import Record
 from jaxseg.methods.stipple.model import IMAGE, predict
 from jaxseg.priors import bounding_box, locate_prior, place_prior
-from jaxseg.train.evaluate import predict_volume, window_options
+from jaxseg.train.evaluate import OutputFn, predict_volume, window_options
 
 __all__ = [
     "POSITIONING",
@@ -72,11 +72,16 @@ def _uniform(shape: tuple[int, ...]) -> np.ndarray:
     return np.full(shape, 0.5, np.float32)
 
 
+def _training_prior(config: Any, prior: np.ndarray, center: Any, shape: tuple[int, ...]):
+    """The prior channel of a training case: placed at ``center``, or uniform without prior."""
+    if not bool(config.prior.use):
+        return _uniform(shape)
+    return placed_prior(config, prior, center, shape)
+
+
 def _labelled_case(config: Any, prior: np.ndarray, case: Case) -> Case:
     shape = case.spatial_shape
-    placed = placed_prior(config, prior, _label_center(case.label), shape)
-    if not bool(config.prior.use):
-        placed = _uniform(shape)
+    placed = _training_prior(config, prior, _label_center(case.label), shape)
     image = _stack(case.image[..., IMAGE], placed, case.label == 1, np.ones(shape))
     return dataclasses.replace(case, image=image)
 
@@ -152,9 +157,7 @@ class PseudoLabels:
         if case_id in self._done and self._done[case_id][0] == round_:
             return {**element, "image": self._done[case_id][1]}
         found = self._read(case_id, round_)
-        placed = placed_prior(self.config, self.prior, found["center"], shape)
-        if not bool(self.config.prior.use):
-            placed = _uniform(shape)
+        placed = _training_prior(self.config, self.prior, found["center"], shape)
         out = _stack(image[..., IMAGE], placed, found["label"], found["weight"])
         if self._keep:
             self._done[case_id] = (round_, out)
@@ -174,24 +177,6 @@ def training_data(config: Any, state: Any, split: Split, workdir: str | Path) ->
     return dataclasses.replace(split, labelled=labelled)
 
 
-def _prob(config: Any):
-    def apply(nets, images):
-        return predict(config, nets, images)["prob"]
-
-    return apply
-
-
-_PROB_FNS: dict[str, Any] = {}
-"""One ``apply_fn`` per config, so that the sliding window compiles once, not once per case."""
-
-
-def _prob_fn(config: Any):
-    key = config.to_json_best_effort(sort_keys=True)
-    if key not in _PROB_FNS:
-        _PROB_FNS[key] = _prob(config)
-    return _PROB_FNS[key]
-
-
 def host_prior(state: Any) -> np.ndarray:
     """The prior of ``state`` on the host (this process's copy of a replicated array)."""
     return np.asarray(state.prior.addressable_data(0))
@@ -206,7 +191,7 @@ def probabilities(
     shape = image.shape[:-1]
     prior = _uniform(shape) if placed is None else placed
     inputs = np.stack([image[..., IMAGE], prior], axis=-1)
-    return predict_volume(_prob_fn(config), nets, inputs, **window_options(config))[..., 0]
+    return predict_volume(OutputFn(predict, config), nets, inputs, **window_options(config))[..., 0]
 
 
 def position(
