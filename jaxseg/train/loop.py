@@ -155,6 +155,8 @@ def train(
         # fresh run and a resumed one share one compilation of the step.
         state = jax.tree.map(_commit, state)
     start = int(jax.device_get(state.step))
+    if start and primary:
+        print(f"resuming from step {start} of {num_steps} ({checkpointer.directory})")
     kept = []
     if writer is not None:
         writer.truncate_after(start)
