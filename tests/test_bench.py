@@ -53,9 +53,11 @@ def test_smoke_suite_writes_json_with_the_device_and_finite_timings(smoke_run):
     assert {"jaxseg", "jax", "jaxlib", "flax", "numpy"} <= set(device["packages"])
     names = [row["name"] for row in result["rows"]]
     assert names == [
-        "sdm 2x16x16x16",
-        "hd95+asd 24x24x24",
+        "copy 3-channel 16x16x16",
+        "warp 3-channel 16x16x16",
         "integrate_svf 7 steps 16x16x16",
+        "sdm 16x16x16",
+        "hd95+asd 16x16x16",
         "supervised iteration 2x16x16x16 (smoke)",
     ]
     for row in result["rows"]:
@@ -83,7 +85,7 @@ def test_smoke_suite_writes_a_markdown_table_beside_the_json(smoke_run):
 
 def test_results_go_only_to_out(smoke_run):
     _, out, cwd = smoke_run
-    assert _tree(out) == {f"smoke-{PLATFORM}.json", f"smoke-{PLATFORM}.md"}
+    assert _tree(out) == {f"smoke-{PLATFORM}.{ext}" for ext in ("json", "md", "png")}
     assert _tree(cwd) == set()
 
 
@@ -149,3 +151,22 @@ def test_command_line_rejects_an_unknown_suite(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "available" in done.stdout and "smoke" in done.stdout
     assert _tree(tmp_path) == set()
+
+
+def test_device_script_dry_run_writes_json_table_and_plot_and_refuses_the_cpu(tmp_path):
+    """benchmarks/device.sh --dry-run: the steps of the accelerator run (dependencies, device,
+    suites under a time budget) with the smoke suite on the CPU; without --dry-run on a CPU it
+    refuses (its figures are meant to be an accelerator's)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "device.sh"
+    out = tmp_path / "out"
+    done = subprocess.run(
+        ["bash", str(script), "--dry-run", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = _strict_json(out / f"smoke-{PLATFORM}.json")
+    assert result["quick"] is True and len(result["rows"]) == 6
+    assert (out / f"smoke-{PLATFORM}.md").read_text().startswith(f"# smoke on {PLATFORM}")
+    assert (out / f"smoke-{PLATFORM}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if PLATFORM == "cpu":
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 2 and "no accelerator found" in done.stderr

@@ -96,5 +96,6 @@ def test_the_smoke_benchmark_runs_from_the_installed_package(installed):
     out = work / "bench"
     _run([jaxseg, "bench", "--suite", "smoke", "--out", out], cwd=work)
     platform = jax.devices()[0].platform
-    assert {p.name for p in out.iterdir()} == {f"smoke-{platform}.json", f"smoke-{platform}.md"}
-    assert len(json.loads((out / f"smoke-{platform}.json").read_text())["rows"]) == 4
+    files = {f"smoke-{platform}.{ext}" for ext in ("json", "md", "png")}
+    assert {p.name for p in out.iterdir()} == files
+    assert len(json.loads((out / f"smoke-{platform}.json").read_text())["rows"]) == 6

@@ -33,7 +33,7 @@ from jaxseg.train.evaluate import json_safe
 
 #: Every suite, by module name in :mod:`jaxseg.bench`. ``smoke`` (tiny sizes, seconds) runs only
 #: when named; the others are :data:`DEFAULT_SUITES`.
-SUITES = ("smoke", "sdm", "metrics", "svf", "nets", "methods", "atlas_istn")
+SUITES = ("smoke", "sdm", "metrics", "svf", "scaling", "nets", "methods", "inference", "atlas_istn")
 DEFAULT_SUITES = tuple(name for name in SUITES if name != "smoke")
 #: Packages whose versions go with every result (those installed).
 PACKAGES = (
@@ -48,20 +48,23 @@ def _block(out: Any) -> Any:
 
 def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7) -> dict[str, float]:
     """Wall-clock seconds of ``fn()``: ``median_s``, ``min_s``, ``max_s`` over ``repeats`` runs
-    after ``warmup`` runs."""
+    after ``warmup`` runs, and ``first_s``, the first warm-up call (JIT compilation included;
+    ``compile_s`` = ``first_s - median_s``, at least 0, estimates the compilation alone)."""
+    first = None
     for _ in range(warmup):
+        start = time.perf_counter()
         _block(fn())
+        first = time.perf_counter() - start if first is None else first
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         _block(fn())
         times.append(time.perf_counter() - start)
-    return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "repeats": repeats,
-    }
+    median = statistics.median(times)
+    timing = {"median_s": median, "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    if first is not None:
+        timing.update(first_s=first, compile_s=max(first - median, 0.0))
+    return timing
 
 
 def peak_memory() -> dict[str, int | None]:
@@ -176,6 +179,14 @@ def _ms(seconds: float | None) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
+def _memory(row: dict[str, Any]) -> str:
+    """The row's peak memory: the accelerator's, else the process's resident set."""
+    value, where = row.get("device_bytes"), "device"
+    if value is None:
+        value, where = row.get("host_rss_bytes"), "RSS"
+    return "-" if value is None else f"{value / 2**30:.2f} GiB {where}"
+
+
 def markdown_table(suite: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """A Markdown heading naming the device and a table of ``rows``: median times of jaxseg
     and of the peer, the speed-up (peer / jaxseg) and the target with whether it was met."""
@@ -186,8 +197,8 @@ def markdown_table(suite: str, rows: list[dict[str, Any]], info: dict[str, Any])
         f"{info['device_kind']} ({info['processor']}, {info['usable_cpus']} usable CPUs), "
         f"{versions}. Medians after warm-up.",
         "",
-        "| row | jaxseg | peer | peer time | speed-up | target |",
-        "| --- | ---: | --- | ---: | ---: | --- |",
+        "| row | jaxseg | peer | peer time | speed-up | target | compile | peak memory |",
+        "| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for row in rows:
         peer = row.get("peer_timing", {}).get("median_s")
@@ -197,7 +208,8 @@ def markdown_table(suite: str, rows: list[dict[str, Any]], info: dict[str, Any])
             target = f"x{row['target_speedup']:g}, {_verdict(row['meets_target'])}"
         lines.append(
             f"| {row['name']} | {_ms(row['ours']['median_s'])} | {row.get('peer') or '-'} "
-            f"| {_ms(peer)} | {speedup} | {target} |"
+            f"| {_ms(peer)} | {speedup} | {target} | {_ms(row['ours'].get('compile_s'))} "
+            f"| {_memory(row)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -221,7 +233,35 @@ def save(
     }
     write_text(path, json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
     write_text(path.with_suffix(".md"), markdown_table(suite, rows, info))
+    if any("voxels" in row for row in rows):
+        scaling_figure(rows, info, path.with_suffix(".png"))
     return path
+
+
+def scaling_figure(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
+    """A log-log plot of median seconds against volume size (voxels) for every ``function`` of
+    the rows that carry ``voxels``: jaxseg solid, the peer dashed in the same colour, with a
+    line of slope 1 (cost proportional to the volume) through each function's largest size."""
+    from jaxseg.viz import new_figure, save_png
+
+    fig = new_figure((7.0, 4.5))
+    ax = fig.add_subplot()
+    functions = sorted({row["function"] for row in rows if "voxels" in row})
+    for i, function in enumerate(functions):
+        own = sorted((r for r in rows if r.get("function") == function), key=lambda r: r["voxels"])
+        voxels = np.array([r["voxels"] for r in own], float)
+        color = f"C{i}"
+        ax.loglog(voxels, [r["ours"]["median_s"] for r in own], "o-", color=color, label=function)
+        peers = [(r["voxels"], r["peer_timing"]["median_s"]) for r in own if "peer_timing" in r]
+        if peers:
+            ax.loglog(*zip(*peers), "s--", color=color, label=f"{own[0]['peer']} (peer)")
+        linear = own[-1]["ours"]["median_s"] * voxels / voxels[-1]
+        ax.loglog(voxels, linear, ":", color=color, alpha=0.5, linewidth=1)
+    ax.set_xlabel("voxels")
+    ax.set_ylabel("median seconds")
+    ax.set_title(f"cost against volume size on {info['device_kind']} (dotted: slope 1)")
+    ax.legend(fontsize=7)
+    save_png(fig, path)
 
 
 def format_row(row: dict[str, Any]) -> str:

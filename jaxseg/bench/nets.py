@@ -14,6 +14,12 @@ no targets; XLA's 3D convolutions on CPU are slower than PyTorch's oneDNN ones):
   between the two sides' segmentation logits.
 - ``discriminator fwd+bwd 4x112x112x80``: forward in training mode, cross-entropy on the two
   logits, gradients with respect to the parameters (no update).
+- ``vnet train step 2x112x112x80 bfloat16`` (accelerators only): the JAX step with the V-Net
+  computing in bfloat16 (float32 parameters, optimizer state and loss; the heads in float32)
+  against the same PyTorch step in float32, the reference's numerics.
+
+On a GPU, PyTorch runs on the same GPU when it sees one (``torch.cuda``), and the clock stops
+after ``torch.cuda.synchronize()``.
 
 JAX runs the networks with ``conv_impl="auto"`` (the sliced convolution forms of
 :mod:`jaxseg.nn.layers` on CPU); on the CPU backend every row also times the direct ``lax``
@@ -112,7 +118,10 @@ ROWS: dict[str, tuple[str, tuple[int, ...]]] = {
     "vnet train step 2x64x64x64": ("vnet_train", (2, 64, 64, 64, 1)),
     "vnet eval forward 1x112x112x80": ("vnet_eval", (1, 112, 112, 80, 1)),
     "discriminator fwd+bwd 4x112x112x80": ("disc_grad", (4, 112, 112, 80, 1)),
+    "vnet train step 2x112x112x80 bfloat16": ("vnet_train_bf16", (2, 112, 112, 80, 1)),
 }
+#: Rows run on accelerators only (bfloat16 convolutions are emulated, and slow, on CPU).
+ACCELERATOR_ROWS = ("vnet train step 2x112x112x80 bfloat16",)
 
 
 def _repeats(shape: tuple[int, ...], quick: bool) -> dict[str, int]:
@@ -160,15 +169,29 @@ def _torch():
     return torch, torch_reference
 
 
-def _flax_module(name: str, conv_impl: str) -> Any:
-    """The jaxseg network ``name`` ("vnet" or "discriminator3d") computing with ``conv_impl``."""
-    return VNet(conv_impl=conv_impl) if name == "vnet" else Discriminator3D(conv_impl=conv_impl)
+def _torch_device(torch) -> str:
+    """Where PyTorch runs: the GPU when JAX runs on one and PyTorch sees it, else the CPU."""
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def _synchronize(torch) -> None:
+    if _torch_device(torch) == "cuda":
+        torch.cuda.synchronize()
+
+
+def _flax_module(name: str, conv_impl: str, dtype: Any = None) -> Any:
+    """The jaxseg network ``name`` ("vnet" or "discriminator3d") computing with ``conv_impl``
+    in ``dtype`` (None: the parameters' float32)."""
+    if name == "vnet":
+        return VNet(conv_impl=conv_impl, dtype=dtype)
+    return Discriminator3D(conv_impl=conv_impl, dtype=dtype)
 
 
 def _variables(name: str, module: Any, shapes: list[tuple[int, ...]]) -> dict[str, Any]:
     """The reference network's weights as Flax variables, or a seeded Flax init without it."""
     if module is not None:
-        return import_state_dict(name, {k: v.numpy() for k, v in module.state_dict().items()})
+        weights = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+        return import_state_dict(name, weights)
     flax_module = _flax_module(name, "auto")
     inputs = [jnp.zeros((1, 16, 16, 16, s[-1])) for s in shapes]
     return flax_module.init(jax.random.key(0), *inputs, train=False)
@@ -185,9 +208,9 @@ def dice_loss(score: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def _jax_vnet_train(
-    variables: dict[str, Any], data: dict[str, np.ndarray], conv_impl: str
+    variables: dict[str, Any], data: dict[str, np.ndarray], conv_impl: str, dtype: Any = None
 ) -> Callable[[], Any]:
-    model = _flax_module("vnet", conv_impl)
+    model = _flax_module("vnet", conv_impl, dtype)
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(LR, momentum=MOMENTUM))
     image, seg, sdm = (jnp.asarray(data[k]) for k in ("image", "seg", "sdm"))
 
@@ -252,14 +275,20 @@ def _jax_disc_grad(
     return lambda: grad(variables["params"], key)
 
 
-_JAX = {"vnet_train": _jax_vnet_train, "vnet_eval": _jax_vnet_eval, "disc_grad": _jax_disc_grad}
+_JAX = {
+    "vnet_train": _jax_vnet_train,
+    "vnet_train_bf16": functools.partial(_jax_vnet_train, dtype=jnp.bfloat16),
+    "vnet_eval": _jax_vnet_eval,
+    "disc_grad": _jax_disc_grad,
+}
 
 
 # --------------------------------------------------------------------------- PyTorch side
 
 
 def _channels_first(torch, a: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1)))
+    array = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1)))
+    return array.to(_torch_device(torch))
 
 
 def _torch_vnet_train(torch, net, data) -> Callable[[], Any]:
@@ -291,7 +320,9 @@ def _torch_vnet_eval(torch, net, data) -> Callable[[], Any]:
 
     def run():
         with torch.no_grad():
-            return net(image)
+            out = net(image)
+        _synchronize(torch)
+        return out
 
     return run
 
@@ -314,6 +345,7 @@ def _torch_disc_grad(torch, net, data) -> Callable[[], Any]:
 
 _TORCH = {
     "vnet_train": _torch_vnet_train,
+    "vnet_train_bf16": _torch_vnet_train,  # PyTorch in float32, the reference's numerics
     "vnet_eval": _torch_vnet_eval,
     "disc_grad": _torch_disc_grad,
 }
@@ -333,7 +365,7 @@ def _setup(name: str, *, with_peer: bool, conv_impl: str = "auto"):
     if ref is not None:
         torch, torch_reference = ref
         torch.manual_seed(0)
-        module = torch_reference.build(network)
+        module = torch_reference.build(network).to(_torch_device(torch))
     n_inputs = 2 if network == "discriminator3d" else 1
     variables = _variables(network, module, [shape] * n_inputs)
     ours = _JAX[kind](variables, data, conv_impl)
@@ -341,7 +373,7 @@ def _setup(name: str, *, with_peer: bool, conv_impl: str = "auto"):
     extra: dict[str, Any] = {"input_shape": list(shape), "conv_impl": conv_impl}
     if kind == "vnet_eval" and peer is not None:
         seg_ours = np.asarray(ours()["seg"])
-        seg_peer = np.moveaxis(peer()["seg"].numpy(), 1, -1)
+        seg_peer = np.moveaxis(peer()["seg"].cpu().numpy(), 1, -1)
         extra["max_abs_diff"] = float(np.max(np.abs(seg_ours - seg_peer)))
     return ours, peer, extra, variables
 
@@ -349,12 +381,15 @@ def _setup(name: str, *, with_peer: bool, conv_impl: str = "auto"):
 def run(quick: bool = False) -> list[dict]:
     """Every row of :data:`ROWS` against PyTorch; on CPU also with the ``lax`` convolutions."""
     rows = []
+    on_cpu = jax.default_backend() == "cpu"
     for name in ROWS:
+        if on_cpu and name in ACCELERATOR_ROWS:
+            continue
         timing = _repeats(ROWS[name][1], quick)
         ours, peer, extra, variables = _setup(name, with_peer=True)
         row = harness.compare(name, ours, peer, peer_name=PEER_NAME, **timing, **extra)
         del ours, peer
-        if jax.default_backend() == "cpu":
+        if on_cpu:
             kind, shape = ROWS[name]
             lax_form = _JAX[kind](variables, _inputs(shape), "lax")
             row["lax_timing"] = harness.measure(lax_form, **timing)
