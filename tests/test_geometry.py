@@ -338,3 +338,41 @@ def test_folding_fraction_counts_non_finite_jacobians_as_folded():
     assert float(folding_fraction(disp)) > 0
     huge = 1e30 * np.indices((8, 8, 8)).transpose(1, 2, 3, 0).astype(np.float32)
     assert float(folding_fraction(huge)) == 1.0  # det = (1 + 1e30)^3 overflows everywhere
+
+
+@pytest.mark.parametrize(
+    "order,dtype,invalid",
+    [
+        (0, np.float32, np.nan),
+        (0, np.int32, -(2**31)),
+        (0, np.uint8, 255),
+        (0, np.bool_, False),
+        (1, np.float32, np.nan),
+    ],
+)
+def test_warp_marks_non_finite_displacements_and_keeps_the_rest(order, dtype, invalid):
+    """A NaN or infinite displacement names no point: NaN for a floating image, the dtype's
+    extreme (never a label) for an integer one; every other voxel of a zero field keeps its own
+    value (the identity, read off the array itself)."""
+    labels = np.random.default_rng(0).integers(0, 3, (6, 7, 8)).astype(dtype)
+    disp = np.zeros((6, 7, 8, 3), np.float32)
+    disp[1, 2, 3, 0], disp[4, 4, 4, 2], disp[2, 5, 6, 1] = np.nan, np.inf, -np.inf
+    out = np.asarray(warp(jnp.asarray(labels), jnp.asarray(disp), order=order))
+    bad = ~np.isfinite(disp).all(-1)
+    assert out.dtype == labels.dtype
+    np.testing.assert_array_equal(out[~bad], labels[~bad])
+    if dtype is np.float32:
+        assert np.isnan(out[bad]).all()
+    else:
+        assert (out[bad] == invalid).all()
+
+
+def test_integrate_svf_of_a_non_finite_velocity_is_all_nan():
+    """A velocity field with one NaN (or infinite) voxel has no flow: the whole output is NaN,
+    not a field that is NaN near that voxel and plausible elsewhere."""
+    velocity = smooth_field(np.random.default_rng(1), (12, 12, 12), 2.0, 2.0)
+    assert np.isfinite(np.asarray(integrate_svf(jnp.asarray(velocity)))).all()
+    for value in (np.nan, np.inf):
+        broken = velocity.copy()
+        broken[6, 6, 6, 1] = value
+        assert np.isnan(np.asarray(integrate_svf(jnp.asarray(broken)))).all()

@@ -28,10 +28,14 @@ def integrate_svf(velocity: jnp.ndarray, *, steps: int = 7) -> jnp.ndarray:
         VoxelMorph use 6 to 7.
 
     Returns:
-      ``(*S, N)`` displacement in voxels.
+      ``(*S, N)`` displacement in voxels; all NaN when ``velocity`` has a non-finite value
+      anywhere: such a field has no flow, and each squaring would otherwise carry the NaN one
+      interpolation cell further (to a few percent of a 16^3 output in 7 steps) and leave a
+      plausible-looking field around it.
     """
     check_field(velocity, "velocity")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     disp = velocity / (2.0**steps)
-    return lax.fori_loop(0, steps, lambda _, u: compose(u, u), disp)
+    disp = lax.fori_loop(0, steps, lambda _, u: compose(u, u), disp)
+    return jnp.where(jnp.all(jnp.isfinite(velocity)), disp, jnp.nan)
