@@ -36,6 +36,34 @@ def decathlon(root, rng, names=("good_1", "good_2")):
     return root
 
 
+def test_a_json_report_that_cannot_be_written_is_refused_clearly(tmp_path, rng, capsys):
+    """--json naming a folder is refused before the check (status 2, nothing written); one
+    whose folder cannot be made (a file is in the way) is reported by name, not a traceback."""
+    root = decathlon(tmp_path / "Task", rng)
+    before = sorted(p.name for p in root.rglob("*"))
+    assert main(root, json_path=root) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is a folder; give a file name" in captured.err
+    assert sorted(p.name for p in root.rglob("*")) == before
+    (tmp_path / "blocker").write_text("")
+    assert main(root, json_path=tmp_path / "blocker" / "report.json") == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "blocker" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Task", "blocker"]
+
+
+def test_symbolic_links_count_as_their_files_and_a_broken_one_is_named(tmp_path, rng, capsys):
+    root = decathlon(tmp_path / "Task", rng)
+    (root / "imagesTr" / "linked.nii.gz").symlink_to(root / "imagesTr" / "good_1.nii.gz")
+    (root / "labelsTr" / "linked.nii.gz").symlink_to(root / "labelsTr" / "good_1.nii.gz")
+    assert main(root) == 0
+    assert "3 cases checked" in capsys.readouterr().out
+    (root / "imagesTr" / "gone.nii.gz").symlink_to(tmp_path / "nowhere.nii.gz")
+    assert main(root) == 2
+    err = capsys.readouterr().err
+    assert "gone.nii.gz: a broken symbolic link" in err and "nowhere.nii.gz" in err
+
+
 def problems_by_id(report):
     return {c.id: c.problems for c in report.cases if c.problems}
 

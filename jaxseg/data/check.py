@@ -370,8 +370,13 @@ def main(
 
     Prints the report table to stdout (and writes the report as JSON to ``json_path`` when
     given). Returns 0 when every case is fine, 1 when any case or file has a problem, 2 when the
-    folder is missing or its layout is not recognised (message on stderr).
+    folder is missing, its layout is not recognised, or the JSON report cannot be written (a
+    ``json_path`` that is a folder is refused before the check; message on stderr).
     """
+    if json_path is not None and Path(json_path).is_dir():
+        message = f"--json {json_path} is a folder; give a file name"
+        print(f"jaxseg data check: {message}", file=sys.stderr)
+        return 2
     try:
         report = check_dataset(directory, num_classes=num_classes)
     except DataError as err:
@@ -379,7 +384,12 @@ def main(
         return 2
     print(report.format_table(), flush=True)
     if json_path is not None:
-        write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+        try:
+            write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+        except OSError as err:
+            reason = f"{err.strerror}: {err.filename}" if err.filename else str(err)
+            print(f"jaxseg data check: cannot write {json_path} ({reason})", file=sys.stderr)
+            return 2
     return 0 if report.ok else 1
 
 

@@ -61,9 +61,18 @@ def visible_files(directory: Path) -> list[Path]:
     """Regular files of ``directory``, sorted by name, hidden files (``.*``) left out.
 
     Hidden files are skipped on purpose: archives made on macOS carry ``._name`` resource-fork
-    files beside every real file (the Medical Segmentation Decathlon tarballs do).
+    files beside every real file (the Medical Segmentation Decathlon tarballs do). Symbolic
+    links to files count as the files.
+
+    Raises:
+      DataError: for a visible symbolic link that leads nowhere (its case would otherwise
+        vanish from the data set without a word).
     """
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    visible = [p for p in directory.iterdir() if not p.name.startswith(".")]
+    for path in visible:
+        if path.is_symlink() and not path.exists():
+            raise DataError(f"{path}: a broken symbolic link (to {os.readlink(path)})")
+    return sorted(p for p in visible if p.is_file())
 
 
 def describe(err: BaseException) -> str:

@@ -67,10 +67,10 @@ def warp(
     Non-finite input stays visible. A voxel whose displacement is not finite (NaN or infinite:
     it names no point) gets NaN for a floating image and, for an integer image (order 0), which
     has no NaN, the dtype's minimum (signed) or maximum (unsigned), never a plausible label (a
-    bool image gets False). With order 1 a non-finite image value reaches every output whose interpolation cell holds it, even with
-    weight 0 (``0 * nan`` is NaN): the voxels next to it become NaN too. (Masking zero weights
-    would cost this function, which is bound by memory traffic, about a third of its speed on
-    CPU.)
+    bool image gets False). With order 1 a non-finite image value reaches every output whose
+    interpolation cell holds it, even with weight 0 (``0 * nan`` is NaN): the voxels next to it
+    become NaN too. (Masking zero weights would cost this function, which is bound by memory
+    traffic, about a third of its speed on CPU.)
     """
     spatial = check_field(disp)
     ndim = len(spatial)
