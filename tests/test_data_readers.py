@@ -307,6 +307,7 @@ LA_PROBLEMS = {
     "4D label": "must be 3D",
     "shape mismatch": "differs from 'image'",
     "non-finite": "non-finite",
+    "huge declared shape": "more than 2147483648 voxels",
 }
 
 
@@ -332,6 +333,10 @@ def test_la_errors_name_the_file_and_the_problem(tmp_path, rng, problem):
     elif problem == "non-finite":
         image[0, 0, 0] = np.inf
         write_la(tmp_path, "X", image, label)
+    elif problem == "huge declared shape":  # a few KB on disk, 256 GiB if read
+        write_la(tmp_path, "X", None, label)
+        with h5py.File(path, "a") as f:
+            f.create_dataset("image", shape=(4096,) * 3, dtype=np.float32, chunks=(64,) * 3)
     with pytest.raises(DataError) as info:
         load_la_case(tmp_path, "X")
     assert str(path) in str(info.value) and LA_PROBLEMS[problem] in str(info.value)

@@ -57,6 +57,11 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return path
 
 
+MAX_VOXELS = 2**31
+"""The largest data array a reader reads (elements, channels included): 8 GiB as float32. A
+NIfTI header or an HDF5 dataset that declares more is refused before anything is allocated."""
+
+
 def visible_files(directory: Path) -> list[Path]:
     """Regular files of ``directory``, sorted by name, hidden files (``.*``) left out.
 

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from jaxseg.data.case import Case
-from jaxseg.data.files import describe, require_file
+from jaxseg.data.files import MAX_VOXELS, describe, require_file
 from jaxseg.errors import DataError
 
 __all__ = ["LA_FILENAME", "LA_SPACING", "la_list_cases", "la_partition", "la_split", "load_la_case"]
@@ -40,6 +40,10 @@ def _read_dataset(f: h5py.File, name: str, path: Path) -> np.ndarray:
         raise DataError(f"{path}: dataset {name!r} has non-numeric dtype {obj.dtype}")
     if obj.ndim != 3:
         raise DataError(f"{path}: dataset {name!r} must be 3D (X, Y, Z), got shape {obj.shape}")
+    if obj.size > MAX_VOXELS:
+        raise DataError(
+            f"{path}: dataset {name!r} declares {obj.shape}, more than {MAX_VOXELS} voxels"
+        )
     try:
         return np.asarray(obj[()])
     except MemoryError:
@@ -71,8 +75,10 @@ def load_la_case(
 
     Raises:
       DataError: naming the file, when it is missing, not an HDF5 file or corrupt, lacks the
-        ``image`` or ``label`` dataset, a dataset is not 3D or not numeric, the shapes differ,
-        the image has non-finite values, or the label has non-integer or negative values.
+        ``image`` or ``label`` dataset, a dataset is not 3D or not numeric or declares more
+        than :data:`~jaxseg.data.files.MAX_VOXELS` voxels (refused before reading), the shapes
+        differ, the image has non-finite values, or the label has non-integer or negative
+        values.
     """
     if not case_id or "/" in case_id or "\\" in case_id or case_id in (".", ".."):
         raise ValueError(f"invalid LA case id {case_id!r}")

@@ -28,6 +28,7 @@ import numpy as np
 from jaxseg.atomic import atomic_path
 from jaxseg.data.case import Case
 from jaxseg.data.files import (
+    MAX_VOXELS,
     describe,
     require_file,
     strip_suffix,
@@ -56,9 +57,6 @@ def is_nifti(path: Path) -> bool:
     """Whether ``path`` is named like a NIfTI file (``.nii`` or ``.nii.gz``, any case)."""
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
-
-MAX_VOXELS = 2**31
-"""The largest NIfTI data array read (elements, channels included): 8 GiB as float32."""
 
 _DEFLATE_RATIO = 1032  # the largest expansion of a deflate stream
 
