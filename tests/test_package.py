@@ -46,11 +46,11 @@ RULES = {
     "nn": ({"jax", "flax", "numpy"}, {*PURE_CORE, "nn", "errors"}),
     "interop": ({"jax", "flax", "numpy", "torch"}, {*PURE_CORE, "nn", "interop", "errors"}),
     # bench sits on top (shipped so that an install can run it): anything in jaxseg but the CLI,
-    # optax for the nets suite's optimizer, and the optional peers.
+    # optax for the nets suite's optimizer, the optional peers, and viz for the scaling plot.
     "bench": (
         {"jax", "numpy", "scipy", "optax", "torch", "monai", "medpy", "skimage"},
         {*PURE_CORE, "nn", "interop", "data", "train", "methods", "demo", "bench", "atomic"}
-        | {"errors"},
+        | {"errors", "viz"},
     ),
     # absl: grain's worker processes need its flags parsed (see jaxseg.data.pipeline).
     "data": (
