@@ -247,11 +247,16 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         config.eval.batch_size = args.batch_size
     method = get_method(config.method)
-    if method.prepare_case is not Method.prepare_case:
+    if method.prepare_case is not Method.prepare_case and method.predict_source is None:
         raise ValueError(
             f"jaxseg predict does not run {config.method} yet: its cases need the method's own "
             "preparation (use jaxseg evaluate on labelled cases)"
         )
+    if method.predict_source is not None:
+        if args.workdir is None:
+            raise ValueError(f"{config.method} predicts from a trained run: give --workdir")
+        if args.tta:
+            raise ValueError(f"--tta is not available for {config.method} (a fixed grid)")
     if args.device is not None:
         import jax
 

@@ -20,6 +20,9 @@ SDMs) and the label map is taken there (threshold for one channel, argmax for se
 optionally the largest component). Every output file keeps the input's affine and header (qform
 and sform codes, units), so it overlays the input in a viewer.
 
+A method whose networks work on a fixed grid of their own (Atlas-ISTN) predicts through its
+``predict_source`` instead: the case as read, its outputs on the case's grid.
+
 Writing. A case's outputs are written under temporary names next to their destinations and
 moved into place together once all of them are written, so an existing output is replaced only
 when its case succeeded, and never half. A case that fails is reported and the others go on;
@@ -244,10 +247,13 @@ def predict_paths(
         start = time.perf_counter()
         try:
             source = _read(case)
-            net_case = _normalized(config, source, normalize)
-            out = predict_case(method, config, nets, net_case.image, state=state, tta=tta)
-            if spacing is not None and net_case.spatial_shape != source.spatial_shape:
-                out = {name: resample_onto(v, spacing, source) for name, v in out.items()}
+            if method.predict_source is not None:
+                out = method.predict_source(config, state, source)
+            else:
+                net_case = _normalized(config, source, normalize)
+                out = predict_case(method, config, nets, net_case.image, state=state, tta=tta)
+                if spacing is not None and net_case.spatial_shape != source.spatial_shape:
+                    out = {name: resample_onto(v, spacing, source) for name, v in out.items()}
             if "sdm" in targets and "sdm" not in out:
                 raise ValueError(f"method {config.method!r} predicts no SDM")
             labels = probabilities_to_labels(

@@ -99,6 +99,8 @@ def config(setting: str = "paper", data: str = "letter_b") -> ml_collections.Con
     c.eval.update(num_figures=4)
     c.eval.refine_lams = ()
     c.eval.chunk = 50 if not three_d else 4
+    # What `jaxseg predict` writes: "refine" (the paper's final output), "one_pass" or "itn".
+    c.eval.predict_output = "refine"
     if setting == "cpu":
         # 1/10 of the paper's epochs; the fade-in and the decay scaled by the same factor, and
         # the atlas rate raised so that 30 updates forget the initial atlas as 300 of 0.01 do:

@@ -41,6 +41,12 @@ have defaults that fit a segmentation network evaluated by sliding windows:
     a method's own test protocol (several outputs per case, test-time refinement), writing
     ``<out_dir>/metrics.json``; None (default) uses the engine's sliding-window evaluation of
     ``predict(...)["prob"]``.
+``predict_source(config, state, case) -> {"prob": (*S, K), ...}`` or None
+    whole-volume outputs of one case as read from a file (its own grid and intensities, no
+    label), on that grid, for ``jaxseg predict``: for methods whose networks work on a fixed
+    grid of their own rather than by sliding windows (Atlas-ISTN). None (default): ``jaxseg
+    predict`` resamples to ``data.spacing``, normalises as the training data, predicts by
+    sliding windows (``predict``) and resamples back.
 ``import_weights(config, state, state_dict, source) -> nets`` or None
     the networks of ``state`` with weights of a reference PyTorch checkpoint (a name -> array
     mapping read from ``source``); None when the method has no reference weights.
@@ -98,6 +104,7 @@ class Method:
     training_data: Callable[[Any, Any, Any, Any], Any] = _same_split
     prepare_test_case: Callable[[Any, Any, Any], Any] = _same_test_case
     evaluate: Callable[..., dict] | None = None
+    predict_source: Callable[[Any, Any, Any], dict] | None = None
     import_weights: Callable[[Any, Any, Mapping[str, Any], str], Any] | None = None
 
     def __post_init__(self):

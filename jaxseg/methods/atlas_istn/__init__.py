@@ -58,7 +58,9 @@ Three outputs per case: the ITN prediction (``argmax`` of its output), the 1-pas
 Adam iterations (learning rate ``refine.lr``) on the STN parameters only, for that one case, of
 ``beta L*_a2s + gamma L*_s2a + lambda* L_reg`` against the (fixed) ITN output (the reference
 code: ``beta = 1``, ``gamma = 0``, 50 iterations, the training learning rate). The loop is one
-compiled ``lax.scan``, mapped (``lax.map``) over the cases of a chunk. ``refine.from_scratch``
+compiled ``lax.scan``, mapped (``lax.map``) over the cases of a chunk. ``jaxseg predict`` writes
+one of the three for images of any size (:func:`~.protocol.predict_source`, chosen by
+``eval.predict_output``). ``refine.from_scratch``
 starts from freshly initialised STN weights instead of the trained ones (the paper's "ITN +
 refinement from scratch" ablation, with ``loss.omega`` 0 in training).
 
@@ -102,13 +104,14 @@ from jaxseg.methods.atlas_istn.model import (
     registration_loss,
     transforms,
 )
-from jaxseg.methods.atlas_istn.protocol import evaluate
+from jaxseg.methods.atlas_istn.protocol import PREDICT_OUTPUTS, evaluate, predict_source
 from jaxseg.methods.atlas_istn.refine import make_refine, subject_to_subject
 from jaxseg.methods.atlas_istn.step import make_train_step
 from jaxseg.train.method import Method
 
 __all__ = [
     "METHOD",
+    "PREDICT_OUTPUTS",
     "SETTINGS",
     "AtlasState",
     "affine_voxel_matrix",
@@ -122,6 +125,7 @@ __all__ = [
     "make_train_step",
     "omega",
     "predict",
+    "predict_source",
     "prepare",
     "prepare_case",
     "registration_loss",
@@ -143,4 +147,5 @@ METHOD = Method(
     prepare_case=prepare_case,
     prepare=prepare,
     evaluate=evaluate,
+    predict_source=predict_source,
 )

@@ -3,6 +3,7 @@ subject-to-subject maps, ``metrics.json`` and figures (Figs. 6-8)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from tqdm.auto import tqdm
 
 from jaxseg import viz
 from jaxseg.data.case import Case
+from jaxseg.data.preprocess import resample_onto, resample_to_shape, zscore
+from jaxseg.errors import DataError
 from jaxseg.geometry import warp
 from jaxseg.methods.atlas_istn.cases import chunks, stack_cases
 from jaxseg.methods.atlas_istn.model import AtlasState, forward, init_stn
@@ -24,7 +27,7 @@ from jaxseg.metrics import evaluate_case, inverse_consistency
 from jaxseg.train.evaluate import json_safe, nanmean, nanstd
 from jaxseg.train.logging import write_json_atomic
 
-__all__ = ["METRICS", "evaluate"]
+__all__ = ["METRICS", "PREDICT_OUTPUTS", "evaluate", "predict_source"]
 
 #: The per-case metrics of every output, in pixels/voxels, and their names in figures.
 METRICS = {"dice": "Dice", "assd": "ASSD", "hausdorff": "Hausdorff", "hd95": "HD95"}
@@ -226,3 +229,74 @@ def _predictions_figure(config, cases, labels, transforms, atlas, out: Path, set
         rows,
         f"{set_name}: reference (green) and prediction (red)",
     )
+
+
+#: The outputs ``jaxseg predict`` can write (``eval.predict_output``), as :func:`evaluate` names
+#: them: the refined atlas warp (the paper's final prediction), the 1-pass warp, the ITN's.
+PREDICT_OUTPUTS = ("refine", "one_pass", "itn")
+_PREDICTORS: dict[tuple[str, str], Callable] = {}
+
+
+def _predictor(config: Any, which: str) -> Callable:
+    """Jitted ``(params, atlas, image (1, *S, 1), stn_start) -> (*S, K)``: the class scores of
+    output ``which`` (the refinement starts from the STN parameters ``stn_start``),
+    compiled once per config values and output (a folder's cases share it)."""
+    key = (config.to_json_best_effort(sort_keys=True), which)
+    if key not in _PREDICTORS:
+        outputs, refine = _outputs(config), make_refine(config)
+
+        def scores(params, atlas, image, stn_start):
+            out = outputs(params, atlas, image)
+            if which == "itn":
+                return out["itn"][0]
+            if which == "one_pass":
+                return out["atlas_label"][0]
+            stn, _ = refine(stn_start, image, out["itn"], atlas)
+            one = jax.tree.map(lambda leaf: leaf[0], stn)
+            return outputs({"stn": one}, atlas, image, out["itn"])["atlas_label"][0]
+
+        _PREDICTORS.clear()
+        _PREDICTORS[key] = jax.jit(scores)
+    return _PREDICTORS[key]
+
+
+def predict_source(config: Any, state: AtlasState, case: Case) -> dict[str, np.ndarray]:
+    """``{"prob": (*S, K)}``: the class scores of output ``eval.predict_output`` (one of
+    :data:`PREDICT_OUTPUTS`, "refine" by default) for one case as read from a file, on the
+    case's own grid (``jaxseg predict``; labels by argmax). A 2D model (letter B) reads 2D
+    images stored as NIfTI volumes of one slice, ``(X, Y, 1)``.
+
+    The image goes through the training cases' preparation without their label (resampled to
+    the fixed grid ``data.size``, keeping the field of view, and z-scored), the output is
+    computed as :func:`evaluate` computes it (the refinement from the trained STN, or from
+    scratch with ``refine.from_scratch``), and its scores are resampled back onto the case's
+    grid (linear, the exact inverse of the grid map).
+
+    Raises:
+      DataError: naming the case's file, for a spatial rank other than ``data.size``'s or more
+        than one image channel.
+      ValueError: for an unknown ``eval.predict_output``.
+    """
+    where = case.source or case.id
+    size = tuple(int(s) for s in config.data.size)
+    which = str(config.eval.get("predict_output", "refine"))
+    if which not in PREDICT_OUTPUTS:
+        raise ValueError(f"eval.predict_output must be one of {PREDICT_OUTPUTS}, got {which!r}")
+    # A 2D model reads a NIfTI slice, (X, Y, 1): the image on its first two axes.
+    flat = len(size) == 2 and tuple(case.spatial_shape[2:]) == (1,)
+    if flat:
+        case = Case(case.id, case.image[:, :, 0], None, tuple(case.spacing[:2]), None, where)
+    if len(case.spatial_shape) != len(size):
+        raise DataError(f"{where}: {len(case.spatial_shape)}D image for a {len(size)}D model")
+    if case.image.shape[-1] != 1:
+        raise DataError(f"{where}: one image channel expected, got {case.image.shape[-1]}")
+    prepared = resample_to_shape(dataclasses.replace(case, label=None), size)
+    image = jnp.asarray(zscore(prepared.image)[None], jnp.float32)
+    params = {name: net.params for name, net in state.nets.items()}
+    stn_start = params["stn"]
+    if config.refine.from_scratch:
+        key = jax.random.key(int(config.seed) + 1)
+        stn_start = init_stn(config, key, optax.adam(1.0)).params
+    scores = np.asarray(_predictor(config, which)(params, state.atlas, image, stn_start))
+    scores = resample_onto(scores, prepared.spacing, case)
+    return {"prob": scores[:, :, None] if flat else scores}
