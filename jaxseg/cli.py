@@ -8,6 +8,7 @@ so that ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,25 @@ def _fail(command: str, err: BaseException) -> int:
     return 2
 
 
+class _OneLineLibraryErrors(logging.Filter):
+    """Keep the message of a checkpointing library's error record, drop its traceback.
+
+    When a checkpoint cannot be written (a full disk, a quota), Orbax's worker threads log every
+    failed write with its traceback (hundreds of lines) before jaxseg reports the failure in one
+    line naming the checkpoint; the messages say enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and "orbax" in record.pathname:
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_library_tracebacks() -> None:
+    logging.getLogger("absl").addFilter(_OneLineLibraryErrors())
+    # asyncio's "exception was never retrieved" repeats what Orbax reports.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
 def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
@@ -62,6 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     from jaxseg.train.config import load_config
     from jaxseg.train.experiment import run_experiment, run_seeds
 
+    _quiet_library_tracebacks()
     try:
         _init_distributed(args)
         config = load_config(args.config, args.set)

@@ -1,12 +1,17 @@
 """A training run killed with SIGKILL at two moments (before its first checkpoint, and just
 after a checkpointed step's metrics are written, while its checkpoint is being written in the
-background) and started again with the same command ends with the parameters and the
-``metrics.jsonl`` of an uninterrupted run."""
+background), or stopped by a disk that takes no more data, and started again with the same
+command ends with the parameters and the ``metrics.jsonl`` of an uninterrupted run.
+
+The full disk is a file-size limit (``RLIMIT_FSIZE``, with ``SIGXFSZ`` ignored): every write past
+30 KB fails as it would on a full disk, so the run's small files (config, split, metrics) are
+written and its checkpoints (1 MB) are not."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -57,16 +62,34 @@ def _final(workdir):
     return step, jax.device_get(state.nets), [(r["step"], r["loss"]) for r in records]
 
 
-def test_sigkill_at_several_points_then_the_same_command_ends_as_an_uninterrupted_run(tmp_path):
+def _small_files_only():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_sigkill_or_a_full_disk_then_the_same_command_ends_as_an_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
     subprocess.run(_command(reference), check=True, capture_output=True)
     killed = tmp_path / "killed"
     for step in (1, 4):  # before the first checkpoint, and while step 4's is written
         _kill_after(killed, step)
-    done = subprocess.run(_command(killed), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    (step_a, nets_a, log_a), (step_b, nets_b, log_b) = _final(reference), _final(killed)
-    assert step_a == step_b == 8
-    assert log_a == log_b
-    for x, y in zip(jax.tree.leaves(nets_a), jax.tree.leaves(nets_b), strict=True):
-        np.testing.assert_array_equal(x, y)
+    full = tmp_path / "full"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    done = subprocess.run(
+        _command(full), capture_output=True, text=True, preexec_fn=_small_files_only, env=env
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert last.startswith("jaxseg train: saving step") and str(full / "checkpoints") in last
+    assert "File too large" in last
+    assert not [p for p in (full / "checkpoints").iterdir() if p.name.isdigit()]
+    for workdir in (killed, full):
+        done = subprocess.run(_command(workdir), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    step_a, nets_a, log_a = _final(reference)
+    assert step_a == 8
+    for workdir in (killed, full):
+        step_b, nets_b, log_b = _final(workdir)
+        assert step_b == 8 and log_a == log_b, workdir.name
+        for x, y in zip(jax.tree.leaves(nets_a), jax.tree.leaves(nets_b), strict=True):
+            np.testing.assert_array_equal(x, y)
