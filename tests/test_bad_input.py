@@ -48,6 +48,27 @@ def _run_dir(root: Path) -> Path:
     return run
 
 
+def _reference_weights(path: Path, *, drop: bool = False) -> Path:
+    """The reference PyTorch V-Net's checkpoint (16 filters; ``drop``: one entry missing)."""
+    torch = pytest.importorskip("torch")
+    import torch_reference
+
+    torch.manual_seed(0)
+    state = torch_reference.build("vnet").state_dict()
+    if drop:
+        state.pop(next(iter(state)))
+    torch.save(state, path)
+    return path
+
+
+def _weights(name: str) -> Callable[[Path], list[str]]:
+    """predict with reference weights for the 4-filter smoke config."""
+    return lambda root: [
+        "predict", "--weights", name, "--config", "supervised:smoke", "-i", "scan.nii.gz",
+        "-o", "out.nii.gz",
+    ]  # fmt: skip
+
+
 def _predict(*extra: str) -> Callable[[Path], list[str]]:
     return lambda root: ["predict", "--workdir", str(_run_dir(root)), *extra]
 
@@ -95,6 +116,24 @@ CORPUS: dict[str, tuple[Callable[[Path], object], Callable[[Path], list[str]], s
         ),
         _predict("-i", "in", "-o", "out"),
         "a.nii.gz: the output file is an existing folder",
+    ),
+    "predict: empty .pth": (
+        lambda root: (_nifti(root / "scan.nii.gz"), (root / "w.pth").write_bytes(b"")),
+        _weights("w.pth"),
+        "w.pth: not a readable PyTorch checkpoint",
+    ),
+    "predict: .pth of another width": (
+        lambda root: (_nifti(root / "scan.nii.gz"), _reference_weights(root / "w.pth")),
+        _weights("w.pth"),
+        "w.pth: the reference V-Net's parameters do not match the network of config",
+    ),
+    "predict: .pth with a missing entry": (
+        lambda root: (
+            _nifti(root / "scan.nii.gz"),
+            _reference_weights(root / "w.pth", drop=True),
+        ),
+        _weights("w.pth"),
+        "w.pth: state_dict does not match the reference 'vnet': 1 missing entries",
     ),
     "data check: missing folder": (
         lambda root: None,
