@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -62,9 +61,14 @@ def _final(workdir):
     return step, jax.device_get(state.nets), [(r["step"], r["loss"]) for r in records]
 
 
-def _small_files_only():
-    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+# Sets the limit in a fresh interpreter, then becomes the command (limits and ignored signals
+# survive exec); a preexec_fn would run Python in a fork of this multithreaded process.
+SMALL_FILES_ONLY = (
+    "import os, resource, signal, sys; "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000)); "
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def test_sigkill_or_a_full_disk_then_the_same_command_ends_as_an_uninterrupted_run(tmp_path):
@@ -75,9 +79,8 @@ def test_sigkill_or_a_full_disk_then_the_same_command_ends_as_an_uninterrupted_r
         _kill_after(killed, step)
     full = tmp_path / "full"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-    done = subprocess.run(
-        _command(full), capture_output=True, text=True, preexec_fn=_small_files_only, env=env
-    )
+    argv = [sys.executable, "-c", SMALL_FILES_ONLY, *_command(full)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2, done.stderr[-2000:]
     assert last.startswith("jaxseg train: saving step") and str(full / "checkpoints") in last

@@ -121,12 +121,13 @@ def test_predict_a_folder_of_nnunet_cases_into_a_new_folder(sassnet_run, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["la_000.nii.gz", "la_001.nii.gz"]
     printed = capsys.readouterr().out
     assert "[1/2] la_000" in printed and "2 of 2 case(s) predicted" in printed
-    # A method whose cases need its own preparation is refused before anything is read.
+    # Mirroring is refused for a method on a fixed grid, before anything is read.
     run = tmp_path / "atlas"
     run.mkdir()
     (run / "config.json").write_text(json.dumps(load_config("atlas_istn:smoke").to_dict()))
-    assert main(["predict", "--workdir", str(run), "-i", str(inputs), "-o", str(out)]) == 2
-    assert "does not run atlas_istn" in capsys.readouterr().err
+    argv = ["predict", "--workdir", str(run), "-i", str(inputs), "-o", str(out), "--tta"]
+    assert main(argv) == 2
+    assert "--tta is not available for atlas_istn" in capsys.readouterr().err
 
 
 def test_predict_with_a_bad_input_keeps_the_existing_output(sassnet_run, tmp_path, capsys):
