@@ -294,12 +294,22 @@ def test_sdm_at_extreme_voxel_sizes_is_the_scaled_one(scale):
     np.testing.assert_allclose(signed_distance_map(mask, spacing=spacing * scale), unit, atol=1e-6)
 
 
-def test_sdm_refuses_non_finite_spacing_and_flags_a_traced_one_with_nan():
+def test_sdm_refuses_an_invalid_spacing_and_flags_a_traced_one_with_nan():
+    """Not finite, not positive, or two voxel sizes more than 1e6 apart (1e30 against 1 made
+    the in-plane squared distances underflow to 0 and the SDM NaN): refused, or all NaN when
+    traced; 1e6 itself is valid and matches scipy."""
     mask = np.zeros((6, 6), bool)
     mask[2:4, 1:5] = True
-    for bad in ([np.inf, 1.0], [np.nan, 1.0], [0.0, 1.0]):
-        with pytest.raises(ValueError, match="finite and positive"):
+    for bad in ([np.inf, 1.0], [np.nan, 1.0], [0.0, 1.0], [1e30, 1.0], [1.0, 1e-30], [2e6, 1]):
+        with pytest.raises(ValueError, match="finite, positive and within a factor 1e"):
             signed_distance_map(mask, spacing=bad)
     traced = jax.jit(lambda s: signed_distance_map(mask, spacing=s))
-    assert np.all(np.isnan(traced(jnp.array([np.inf, 1.0]))))
+    for bad in ([np.inf, 1.0], [1e30, 1.0]):
+        assert np.all(np.isnan(traced(jnp.array(bad))))
     assert np.all(np.isfinite(traced(jnp.array([3.0, 1.0]))))
+    plain = signed_distance_map(mask, spacing=[1e6, 1.0], normalize=False)
+    spacing = (1e6, 1.0)
+    expected = ndi.distance_transform_edt(~mask, sampling=spacing) - ndi.distance_transform_edt(
+        mask, sampling=spacing
+    )
+    np.testing.assert_allclose(plain, expected, rtol=1e-5)

@@ -149,7 +149,7 @@ def _signed_distance_map(
     The distances are computed with ``spacing / max(spacing)`` and scaled back (the normalised
     SDM does not depend on a common scale), so that squared distances neither overflow for huge
     voxel sizes nor underflow for tiny ones; a spacing that is not finite and positive (possible
-    only when traced) gives NaN everywhere."""
+    only when traced), or more anisotropic than :data:`MAX_ANISOTROPY`, gives NaN everywhere."""
     foreground = mask != 0
     scale = jnp.max(spacing)
     unit = spacing / scale
@@ -160,8 +160,20 @@ def _signed_distance_map(
         sdm = _signed_distance(foreground, unit, normalize)
     if not normalize:
         sdm = sdm * scale
-    valid = jnp.all(jnp.isfinite(spacing) & (spacing > 0))
-    return jnp.where(valid, sdm, jnp.nan)
+    return jnp.where(_valid_spacing(spacing), sdm, jnp.nan)
+
+
+#: The largest ratio of two voxel sizes of one spacing (a scanner's are within 20 or so): the
+#: squared distances along the finest axis, relative to the coarsest, then stay far from
+#: float32's underflow.
+MAX_ANISOTROPY = 1e6
+
+
+def _valid_spacing(spacing) -> jax.Array | np.ndarray:
+    """Finite, positive and within :data:`MAX_ANISOTROPY` (NumPy or JAX arrays)."""
+    xp = np if isinstance(spacing, np.ndarray) else jnp
+    positive = xp.all(xp.isfinite(spacing) & (spacing > 0))
+    return positive & (xp.max(spacing) <= MAX_ANISOTROPY * xp.min(spacing))
 
 
 def _check_spacing(spacing, ndim: int, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -175,9 +187,12 @@ def _check_spacing(spacing, ndim: int, shape: tuple[int, ...], dtype) -> jax.Arr
             f"(spatial shape {shape}); got shape {values.shape}"
         )
     if not isinstance(values, jax.core.Tracer):
-        concrete = np.asarray(values)
-        if not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):
-            raise ValueError(f"spacing must be finite and positive; got {concrete.tolist()}")
+        concrete = np.asarray(values, np.float64)
+        if not _valid_spacing(concrete):
+            raise ValueError(
+                f"spacing must be finite, positive and within a factor {MAX_ANISOTROPY:g} of "
+                f"each other; got {concrete.tolist()}"
+            )
     return values
 
 
@@ -202,12 +217,11 @@ def signed_distance_map(
         foreground. With ``one_hot=True``, ``(*S, C)``: the last axis holds C masks (for instance
         a one-hot encoding, background channel included), each transformed on its own. For a
         batch, use ``jax.vmap``.
-      spacing: voxel size along each spatial axis (``len(S)`` finite positive values, mm),
-        as ``sampling`` in ``scipy.ndimage.distance_transform_edt``; None means 1. Any scale
-        works (1e-30 to 1e30: the computation is relative to the largest value); voxel sizes
-        more than about 1e19 (float32) apart lose the smaller ones. May be traced (for instance
-        vmapped per sample): then a value that is not finite and positive cannot raise and
-        makes the whole result NaN.
+      spacing: voxel size along each spatial axis (``len(S)`` finite positive values, mm,
+        within a factor :data:`MAX_ANISOTROPY` = 1e6 of each other), as ``sampling`` in
+        ``scipy.ndimage.distance_transform_edt``; None means 1. Any scale works (1e-30 to 1e30:
+        the computation is relative to the largest value). May be traced (for instance vmapped
+        per sample): then an invalid spacing cannot raise and makes the whole result NaN.
       normalize: True (the default) gives the normalised SDM above, in ``[-1, 1]``. False gives
         the plain signed distance ``negdis - posdis`` in units of ``spacing``, with no boundary
         zeroing: ``-d`` inside (``d >= min(spacing)`` the distance to the nearest background
@@ -222,7 +236,7 @@ def signed_distance_map(
 
     Raises:
       ValueError: ``mask`` has no spatial axis or is empty, ``spacing`` does not have shape
-        ``(len(S),)`` or (when concrete) is not finite and positive, or ``dtype`` is not a
+        ``(len(S),)`` or (when concrete) is not valid (see ``spacing``), or ``dtype`` is not a
         floating dtype.
     """
     shape = tuple(np.shape(mask))
