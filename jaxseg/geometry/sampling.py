@@ -126,7 +126,7 @@ def warp(
 
 
 def _invalid_value(dtype) -> float | int | bool:
-    """What order-0 warping writes where the displacement is not finite."""
+    """What warping writes where the displacement is not finite."""
     if jnp.issubdtype(dtype, jnp.inexact):
         return jnp.nan
     if dtype == jnp.bool_:

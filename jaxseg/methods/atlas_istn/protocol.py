@@ -3,7 +3,6 @@ subject-to-subject maps, ``metrics.json`` and figures (Figs. 6-8)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,10 +16,9 @@ from tqdm.auto import tqdm
 
 from jaxseg import viz
 from jaxseg.data.case import Case
-from jaxseg.data.preprocess import resample_onto, resample_to_shape, zscore
-from jaxseg.errors import DataError
+from jaxseg.data.preprocess import resample_onto
 from jaxseg.geometry import warp
-from jaxseg.methods.atlas_istn.cases import chunks, stack_cases
+from jaxseg.methods.atlas_istn.cases import chunks, stack_cases, to_model_grid
 from jaxseg.methods.atlas_istn.model import AtlasState, forward, init_stn
 from jaxseg.methods.atlas_istn.refine import make_refine, refine_lam, subject_to_subject
 from jaxseg.metrics import evaluate_case, inverse_consistency
@@ -41,6 +39,14 @@ def _outputs(config: Any) -> Callable:
         return {k: out[k] for k in ("itn", "atlas_label", "fwd", "inv")}
 
     return jax.jit(outputs)
+
+
+def _refine_start(config: Any, params: Mapping[str, Any]) -> Any:
+    """The STN parameters the refinement starts from: the trained ones, or fresh ones with
+    ``refine.from_scratch``."""
+    if config.refine.from_scratch:
+        return init_stn(config, jax.random.key(int(config.seed) + 1), optax.adam(1.0)).params
+    return params["stn"]
 
 
 def _labels(scores: jax.Array) -> np.ndarray:
@@ -103,9 +109,7 @@ def evaluate(
     chunk = max(1, int(config.eval.chunk))
     atlas = state.atlas
     params = {name: net.params for name, net in state.nets.items()}
-    stn_start = params["stn"]
-    if config.refine.from_scratch:
-        stn_start = init_stn(config, jax.random.key(int(config.seed) + 1), optax.adam(1.0)).params
+    stn_start = _refine_start(config, params)
     refiners = {"refine": make_refine(config)}
     for lam in config.eval.refine_lams:
         refiners[f"refine_lam{float(lam):g}"] = make_refine(config, lam=float(lam))
@@ -266,8 +270,8 @@ def predict_source(config: Any, state: AtlasState, case: Case) -> dict[str, np.n
     case's own grid (``jaxseg predict``; labels by argmax). A 2D model (letter B) reads 2D
     images stored as NIfTI volumes of one slice, ``(X, Y, 1)``.
 
-    The image goes through the training cases' preparation without their label (resampled to
-    the fixed grid ``data.size``, keeping the field of view, and z-scored), the output is
+    The image goes through the training cases' preparation without their label
+    (:func:`~jaxseg.methods.atlas_istn.cases.to_model_grid`), the output is
     computed as :func:`evaluate` computes it (the refinement from the trained STN, or from
     scratch with ``refine.from_scratch``), and its scores are resampled back onto the case's
     grid (linear, the exact inverse of the grid map).
@@ -286,17 +290,10 @@ def predict_source(config: Any, state: AtlasState, case: Case) -> dict[str, np.n
     flat = len(size) == 2 and tuple(case.spatial_shape[2:]) == (1,)
     if flat:
         case = Case(case.id, case.image[:, :, 0], None, tuple(case.spacing[:2]), None, where)
-    if len(case.spatial_shape) != len(size):
-        raise DataError(f"{where}: {len(case.spatial_shape)}D image for a {len(size)}D model")
-    if case.image.shape[-1] != 1:
-        raise DataError(f"{where}: one image channel expected, got {case.image.shape[-1]}")
-    prepared = resample_to_shape(dataclasses.replace(case, label=None), size)
-    image = jnp.asarray(zscore(prepared.image)[None], jnp.float32)
+    prepared = to_model_grid(config, case)
+    image = jnp.asarray(prepared.image[None], jnp.float32)
     params = {name: net.params for name, net in state.nets.items()}
-    stn_start = params["stn"]
-    if config.refine.from_scratch:
-        key = jax.random.key(int(config.seed) + 1)
-        stn_start = init_stn(config, key, optax.adam(1.0)).params
+    stn_start = _refine_start(config, params)
     scores = np.asarray(_predictor(config, which)(params, state.atlas, image, stn_start))
     scores = resample_onto(scores, prepared.spacing, case)
     return {"prob": scores[:, :, None] if flat else scores}
