@@ -31,13 +31,23 @@ fi
 export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # the inference rows measure fresh processes
 
-# 1. Dependencies: import name -> distribution.
-missing=()
-for pair in grain:grain nibabel:nibabel ml_collections:ml-collections medpy:medpy \
-  orbax.checkpoint:orbax-checkpoint chex:chex optax:optax flax:flax h5py:h5py \
-  matplotlib:matplotlib skimage:scikit-image tqdm:tqdm; do
-  python -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
-done
+# 1. Dependencies: the distributions whose modules one interpreter cannot find.
+mapfile -t missing < <(python - <<'EOF'
+import importlib.util
+
+NEED = {"grain": "grain", "nibabel": "nibabel", "ml_collections": "ml-collections",
+        "medpy": "medpy", "orbax.checkpoint": "orbax-checkpoint", "chex": "chex",
+        "optax": "optax", "flax": "flax", "h5py": "h5py", "matplotlib": "matplotlib",
+        "skimage": "scikit-image", "tqdm": "tqdm"}
+for module, distribution in NEED.items():
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a missing parent package (orbax)
+        found = False
+    if not found:
+        print(distribution)
+EOF
+)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ -d .wheels ]; then
     echo "installing from .wheels: ${missing[*]}"

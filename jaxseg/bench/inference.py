@@ -1,8 +1,8 @@
 """Sliding-window inference of whole volumes: time and peak memory, each row in a fresh process.
 
 Rows (the V-Net of the LA papers, 16 filters, in evaluation mode, windows of 112x112x80 run 4 at a
-time, :func:`jaxseg.inference.sliding_window` jitted as ``jaxseg evaluate`` and ``predict`` run
-it):
+time, through :func:`jaxseg.train.evaluate.predict_volume` as ``jaxseg evaluate`` and
+``predict`` run it, the result brought to the host):
 
 * ``LA``: a volume of 192x144x88 voxels (the real LA cases span 148-244 x 132-160 x 88), the
   papers' stride of 18x18x4: 54 windows;
@@ -34,9 +34,9 @@ import jax
 import numpy as np
 
 from jaxseg.bench import harness
-from jaxseg.inference import sliding_window, window_starts
+from jaxseg.inference import window_starts
 from jaxseg.methods import supervised
-from jaxseg.train.evaluate import json_safe
+from jaxseg.train.evaluate import OutputFn, json_safe, predict_volume
 
 PATCH = (112, 112, 80)
 BATCH = 4
@@ -59,19 +59,15 @@ def row(name: str, quick: bool = False) -> dict[str, Any]:
     config.model.n_filters = _filters(name)
     with jax.threefry_partitionable(False):
         state = jax.jit(functools.partial(supervised.create_state, config))(jax.random.key(0))
-    nets = state.nets
-
-    def predict(patches):
-        return supervised.predict(config, nets, patches)["prob"]
-
-    run = jax.jit(
-        functools.partial(
-            sliding_window, predict, patch=PATCH, stride=stride, batch_size=BATCH, blend="mean"
-        )
-    )
+    apply_fn = OutputFn(supervised.predict, config)
+    window = {"patch": PATCH, "stride": stride, "batch_size": BATCH, "blend": "mean"}
     rng = np.random.default_rng(0)
     volume = jax.device_put(rng.standard_normal((*shape, 1), dtype=np.float32))
-    timing = harness.measure(lambda: run(volume), warmup=1, repeats=1 if quick else 3)
+
+    def run():
+        return predict_volume(apply_fn, state.nets, volume, **window)
+
+    timing = harness.measure(run, warmup=1, repeats=1 if quick else 3)
     windows = int(np.prod([len(window_starts(n, p, t)) for n, p, t in zip(shape, PATCH, stride)]))
     voxels = int(np.prod(shape))
     padded = int(np.prod([max(n, p) for n, p in zip(shape, PATCH)]))

@@ -54,18 +54,16 @@ def rows_at(n: int, timing: dict[str, int]) -> list[dict[str, Any]]:
     v = jnp.asarray(velocity)
     monai, grid_sample = svf._torch_peers(velocity)
     double = jax.jit(lambda x: 2 * x)
-    integrate = jax.jit(lambda x: integrate_svf(x, steps=svf.STEPS))
-    warp_jit = jax.jit(warp)
     mask = sdm.atrium_like_masks((1, n, n, n))
     sdm_jit = jax.jit(jax.vmap(signed_distance_map))
     pred, ref = metrics.organ_pair((n,) * 3, n**3 // 20, seed=0)
     peer_sdm = (lambda: sdm.reference_sdm(mask)) if sdm.has_skimage() else None
     timed = [
         ("copy", f"copy 3-channel {cube}", lambda: double(v), None, "-"),
-        ("warp", f"warp 3-channel {cube}", lambda: warp_jit(v, v), grid_sample,
+        ("warp", f"warp 3-channel {cube}", lambda: warp(v, v), grid_sample,
          "torch grid_sample"),
-        ("integrate_svf", f"integrate_svf {svf.STEPS} steps {cube}", lambda: integrate(v), monai,
-         "monai DVF2DDF"),
+        ("integrate_svf", f"integrate_svf {svf.STEPS} steps {cube}",
+         lambda: integrate_svf(v, steps=svf.STEPS), monai, "monai DVF2DDF"),
         ("signed_distance_map", f"sdm {cube}", lambda: sdm_jit(mask), peer_sdm, sdm.PEER_NAME),
     ]  # fmt: skip
     rows = [
