@@ -158,6 +158,8 @@ def _summary(mean: dict, std: dict) -> str:
 
 def _report(result: dict) -> str:
     """The test summary: one line, or one per test set (and output, for methods with several)."""
+    if not result:
+        return "test: no test cases, nothing evaluated"
     if "mean" in result:
         return "test: " + _summary(result["mean"], result["std"])
     lines = []

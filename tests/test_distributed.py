@@ -39,12 +39,16 @@ ARGS += ["--set", "loss.rampup_divisor_unit=iterations", "--set", "loss.rampup_d
 KEYS = ("loss", "loss_dice", "loss_sdm", "loss_adv", "loss_disc")
 
 
-def _env(devices: int) -> dict[str, str]:
-    """``devices`` CPU devices per process, and no persistent compilation cache (the tests'
-    cache would hand the two-process run programs compiled for one process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+def _env(devices: int, cache: Path | None = None) -> dict[str, str]:
+    """``devices`` CPU devices per process, and no persistent compilation cache but ``cache``
+    (the tests' cache would hand the two-process run programs compiled for one process; a cache
+    of the two-process runs alone lets the resumed pair skip the compilation of the first)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return {**env, "JAX_ENABLE_X64": "1"}
+    if cache is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+    return {**env, "JAX_ENABLE_X64": "1", "JAX_THREEFRY_PARTITIONABLE": "0"}
 
 
 def _command(workdir: Path, steps: int) -> list[str]:
@@ -64,7 +68,7 @@ def _two_processes(workdir: Path, steps: int) -> list[str]:
     procs = [
         subprocess.Popen(
             [*_command(workdir, steps), *flags, "--process-id", str(i)],
-            env=_env(2),
+            env=_env(2, workdir.parent / "cache"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -207,6 +207,13 @@ def test_four_devices_log_the_losses_of_one(tmp_path):
             np.testing.assert_allclose(four[key], one[key], rtol=1e-11, err_msg=key)
 
 
+def test_a_run_without_test_cases_ends_without_evaluating(tmp_path, capsys):
+    extra = ["--set", "train.eval_every=0", "--set", "data.synthetic.test=0", "--no-progress"]
+    assert train("supervised", tmp_path, 1, *extra) == 0
+    assert "test: no test cases, nothing evaluated" in capsys.readouterr().out
+    assert os.listdir(tmp_path / "checkpoints") == ["1"] and not (tmp_path / "eval").exists()
+
+
 def test_seeds_runner_reports_mean_and_std(tmp_path, capsys):
     assert train("supervised", tmp_path, 1, *FAST, "--seeds", "0,1") == 0
     summary = json.loads((tmp_path / "seeds.json").read_text())

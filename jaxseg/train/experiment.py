@@ -230,7 +230,8 @@ def run_experiment(
     method: Method, config: Any, workdir: str | os.PathLike, *, progress: bool | None = None
 ) -> dict[str, Any]:
     """Train ``method`` as ``config`` says in ``workdir`` (resuming if it holds checkpoints),
-    then evaluate it on the test sets (:func:`evaluate_run`). Returns the evaluation result.
+    then evaluate it on the test sets (:func:`evaluate_run`). Returns the evaluation result, or
+    an empty dict when the data have no test case (the run is complete; nothing is evaluated).
 
     With validation cases and ``train.eval_every > 0`` the validation Dice is logged as
     ``val/dice``, decides the best checkpoint, and each validation writes its metrics and
@@ -331,6 +332,8 @@ def run_experiment(
         checkpointer.close()
     if primary:
         plot_curves(workdir)
+    if not any(len(cases) for cases in split.test_sets.values()):
+        return {}  # nothing to test on (e.g. data.synthetic.test = 0): the run is still whole
     test_sets = split.test_sets if _source_grid(config) is config else None
     return evaluate_run(method, config, workdir, test_sets=test_sets, progress=progress)
 
