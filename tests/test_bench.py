@@ -170,3 +170,50 @@ def test_device_script_dry_run_writes_json_table_and_plot_and_refuses_the_cpu(tm
     if PLATFORM == "cpu":
         done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
         assert done.returncode == 2 and "no accelerator found" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["sassnet", "dtml"])
+def test_the_reference_step_peer_starts_from_the_weights_of_the_paper_networks(name):
+    """The methods suite's PyTorch peer: its networks are those of the method's paper config
+    (the imported weights fit jaxseg's state exactly) and one reference iteration runs on the
+    suite's batch."""
+    pytest.importorskip("torch")
+    import functools
+
+    import numpy as np
+
+    from jaxseg.bench import methods
+
+    inputs = methods.batch(2, 2, (16, 16, 16))
+    iteration, weights = methods.reference_peer(name, inputs)
+    method = methods.METHODS[name]
+    create = functools.partial(method.create_state, method.default_config("paper"))
+    state = jax.eval_shape(create, jax.random.key(0))
+    for net, variables in weights.items():
+        expected = {"params": state.nets[net].params}
+        if state.nets[net].batch_stats:
+            expected["batch_stats"] = state.nets[net].batch_stats
+        assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape, expected)
+    assert set(weights) == set(state.nets)
+    logged = iteration()
+    assert (
+        all(math.isfinite(v) for v in logged.values())
+        and logged["loss_dice" if name == "sassnet" else "loss_seg"] > 0
+    )
+
+
+def test_monai_averages_the_windows_of_jaxseg_at_the_overlap_the_inference_suite_gives():
+    """The inference suite's MONAI peer gets jaxseg's strides through an overlap fraction:
+    MONAI's own window placement must then give jaxseg's windows on every axis."""
+    pytest.importorskip("monai")
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    from jaxseg.inference import window_starts
+
+    for size, patch, stride in [(192, 112, 18), (88, 80, 4), (512, 112, 56), (300, 80, 40),
+                                (97, 64, 7), (64, 64, 1), (130, 112, 37)]:  # fmt: skip
+        overlap = 1.0 - (stride + 0.5) / patch
+        interval = _get_scan_interval((size,), (patch,), 1, (overlap,))
+        starts = [s[0].start for s in dense_patch_slices((size,), (patch,), interval)]
+        assert starts == window_starts(size, patch, stride), (size, patch, stride)

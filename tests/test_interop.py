@@ -17,6 +17,7 @@ from jaxseg.interop.torch import (  # noqa: E402
     load_checkpoint,
     reference_module,
 )
+from jaxseg.nn import VNet  # noqa: E402
 
 # Inputs (PyTorch layout): small where the architecture allows, 64^3 for the 3D STN, whose
 # linear layer is sized for that input.
@@ -51,6 +52,20 @@ def test_imported_model_reproduces_the_reference(name):
         assert outputs[key].shape == value.shape
         np.testing.assert_allclose(np.asarray(outputs[key]), value, atol=1e-4, rtol=0)
         assert np.abs(value).max() > 1e-2  # the comparison is not between near-zero outputs
+
+
+def test_a_network_of_other_widths_imports_into_the_module_given():
+    torch_model = ref.randomize_(ref.VNet(n_filters=4).eval(), seed=5)
+    x = np.random.default_rng(2).normal(size=(1, 1, 32, 32, 16)).astype(np.float32)
+    expected = ref.forward_outputs("vnet", torch_model, x)
+    with pytest.raises(ValueError, match=r"has shape \(8, 4, 2, 2, 2\), expected \(32, 16, 2"):
+        import_state_dict("vnet", state_dict(torch_model))
+    module = VNet(n_filters=4)
+    variables = import_state_dict("vnet", state_dict(torch_model), module=module)
+    outputs = module.apply(variables, jnp.moveaxis(x, 1, -1), train=False)
+    for key, value in expected.items():
+        np.testing.assert_allclose(np.asarray(outputs[key]), value, atol=1e-4, rtol=0)
+        assert np.abs(value).max() > 1e-2
 
 
 def test_import_returns_batch_stats_from_running_statistics():

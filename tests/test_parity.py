@@ -73,7 +73,6 @@ torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402
 import torch_steps  # noqa: E402
 
-import jaxseg.interop.torch as interop_torch  # noqa: E402
 from jaxseg.data.synthetic import la_like  # noqa: E402
 from jaxseg.interop.torch import import_state_dict  # noqa: E402
 from jaxseg.methods import get_method  # noqa: E402
@@ -129,18 +128,12 @@ def config_for(method: str):
     return config
 
 
-def _narrow_reference_module(name: str):
+def narrow_module(name: str):
+    """The jaxseg module of the narrow reference network ``name`` ("vnet" or
+    "discriminator3d"), for ``import_state_dict(..., module=...)``."""
     if name == "vnet":
         return VNet(n_filters=N_FILTERS)
     return Discriminator3D(ndf=DISC_FILTERS)
-
-
-@contextlib.contextmanager
-def narrow_networks():
-    """``import_state_dict`` checks shapes against the reference's 16-filter V-Net and 64-filter
-    discriminator; here it imports the narrower networks of the same architecture and names."""
-    with mock.patch.object(interop_torch, "reference_module", _narrow_reference_module):
-        yield
 
 
 def discriminator_without_dropout(config):
@@ -214,8 +207,7 @@ class Layout:
             )
             for i, k in enumerate(self.keys)
         }
-        with narrow_networks():
-            variables = import_state_dict(name, positions)
+        variables = import_state_dict(name, positions, module=narrow_module(name))
         variables.setdefault("batch_stats", {})
         self.index = jax.tree.map(lambda x: np.asarray(x).astype(np.int64), variables)
 
@@ -362,17 +354,17 @@ def initial_state(method: str, config, dtype):
     create = functools.partial(get_method(method).create_state, config)
     expected = jax.eval_shape(create, jax.random.key(0))
     nets = {}
-    with narrow_networks():
-        for name, module in torch_networks(method).items():
-            variables = import_state_dict(NETS[method][name], state_dict(module))
-            variables = jax.tree.map(lambda x: jnp.asarray(x, dtype), variables)
-            section = config.optim["disc" if name == "disc" else "seg"]
-            optimizer = make_optimizer(section, steps=int(config.train.steps))
-            nets[name] = NetState(
-                params=variables["params"],
-                batch_stats=variables.get("batch_stats", {}),
-                opt_state=optimizer.init(variables["params"]),
-            )
+    for name, module in torch_networks(method).items():
+        network = NETS[method][name]
+        variables = import_state_dict(network, state_dict(module), module=narrow_module(network))
+        variables = jax.tree.map(lambda x: jnp.asarray(x, dtype), variables)
+        section = config.optim["disc" if name == "disc" else "seg"]
+        optimizer = make_optimizer(section, steps=int(config.train.steps))
+        nets[name] = NetState(
+            params=variables["params"],
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=optimizer.init(variables["params"]),
+        )
     state = create_train_state(nets, 0)
     assert jax.tree.map(jnp.shape, state.nets) == jax.tree.map(jnp.shape, expected.nets)
     return state

@@ -93,13 +93,20 @@ def test_bfloat16_prediction_keeps_the_log_prior_in_float32(config, state):
 
 
 def _numpy_loss(config, state, batch):
-    """Cross-entropy + Dice of the prior-driven softmax in NumPy from the network's logits."""
+    """Cross-entropy + Dice of the prior-driven softmax in NumPy from the network's logits, its
+    batch statistics those of the items with a target (all labelled items, and unlabelled ones
+    whose mask selects a voxel)."""
     net = state.nets["seg"]
+    image = np.asarray(batch["image"], np.float64)
+    with_target = np.asarray(batch["labelled"]) | (image[..., 3] > 0.5).any(axis=(1, 2, 3))
     logits, _ = M.network(config).apply(
-        net.variables, batch["image"][:, :, :, 0, :1], train=True, mutable=["batch_stats"]
+        net.variables,
+        batch["image"][:, :, :, 0, :1],
+        train=True,
+        batch_mask=jnp.asarray(with_target),
+        mutable=["batch_stats"],
     )
     logits = np.asarray(logits["logits"], np.float64)[:, :, :, None]
-    image = np.asarray(batch["image"], np.float64)
     p = np.clip(image[..., 1], np.finfo(np.float32).tiny, None)
     q = np.clip(1 - image[..., 1], np.finfo(np.float32).tiny, None)
     fused = logits + np.log(np.stack([q, p], -1))
@@ -137,6 +144,28 @@ def test_step_loss_is_cross_entropy_plus_dice_on_labels_and_selected_pseudo_labe
     assert float(metrics["loss_dice"]) == pytest.approx(dice_l, rel=1e-5)
     assert float(metrics["target_fraction"]) == pytest.approx(0.5)
     assert abs(ce_l - ce) > 1e-4
+
+
+def test_unlabelled_items_without_target_change_nothing(config, state):
+    """Before the first round the unlabelled items have no target: the step with them equals
+    the step on the labelled items alone, batch-norm statistics included."""
+    images = _images(config, batch=4, seed=3)
+    images[2:, ..., 3] = 0.0  # no voxel selected
+    label = np.asarray(np.random.default_rng(4).random(images.shape[:-1]) < 0.2, np.int32)
+    step = jax.jit(M.make_train_step(config))
+    both = {"image": images, "label": label, "labelled": np.array([True, True, False, False])}
+    alone = {"image": images[:2], "label": label[:2], "labelled": np.array([True, True])}
+    results = [step(state, jax.device_put(b), jax.random.key(0)) for b in (both, alone)]
+    (new_both, metrics_both), (new_alone, metrics_alone) = results
+    # The loss of the training-mode forward (batch statistics) and the running averages agree;
+    # the parameters are not compared: the convolution biases before batch norm have a zero
+    # gradient up to rounding, which Adam's normalisation turns into updates of either sign.
+    for key in ("loss", "loss_ce", "loss_dice", "train_dice"):
+        assert float(metrics_both[key]) == pytest.approx(float(metrics_alone[key]), rel=1e-5)
+    stats = [new.nets["seg"].batch_stats for new in (new_both, new_alone, state)]
+    for a, b, before in zip(*map(jax.tree.leaves, stats), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        assert np.abs(np.asarray(a) - np.asarray(before)).max() > 1e-4  # they did move
 
 
 def test_the_3d_network_variant_trains_and_predicts_volumes():

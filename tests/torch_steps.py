@@ -26,8 +26,10 @@ SDM targets are the scripts' ``compute_sdf`` (scipy ``distance_transform_edt`` a
 their networks).
 
 Inputs are channels-first torch tensors: ``image`` ``(B, 1, *S)`` in the networks' dtype and
-``label`` ``(B, *S)`` integer, the ``labelled_bs`` labelled items first. The networks are those
-of :mod:`torch_reference` (``VNet``, ``FC3DDiscriminator``), whose forward returns dicts.
+``label`` ``(B, *S)`` integer, the ``labelled_bs`` labelled items first, both on the networks'
+device (the CPU or a GPU: the benchmarks time these steps as the PyTorch peers). The networks
+are those of :mod:`torch_reference` (``VNet``, ``FC3DDiscriminator``), whose forward returns
+dicts.
 ``optimizers`` maps jaxseg's network names (``"seg"``, ``"disc"`` / ``"sdm"``) to the optimizers.
 """
 
@@ -133,7 +135,7 @@ class SASSNetSteps(_Steps):
 
     def step(self, image: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
         lb, batch = self.labelled_bs, image.shape[0]
-        d_target = torch.tensor([1] * lb + [0] * (batch - lb))
+        d_target = torch.tensor([1] * lb + [0] * (batch - lb), device=image.device)
 
         # The segmenter, the discriminator held in evaluation mode.
         self.seg.train()
@@ -142,15 +144,16 @@ class SASSNetSteps(_Steps):
         logits, sdm = out["seg"], out["sdm"]
         probs = torch.sigmoid(logits)
         with torch.no_grad():
-            gt_sdm = torch.from_numpy(compute_sdf(label.numpy(), logits[:lb, 0].shape))
-            gt_sdm = gt_sdm.to(image.dtype)
+            gt_sdm = torch.from_numpy(compute_sdf(label.cpu().numpy(), logits[:lb, 0].shape))
+            gt_sdm = gt_sdm.to(image.device, image.dtype)
         loss_sdm = F.mse_loss(sdm[:lb, 0], gt_sdm)
         loss_bce = F.binary_cross_entropy_with_logits(logits[:lb, 0], label[:lb].to(image.dtype))
         loss_dice = dice_loss(probs[:lb, 0], label[:lb] == 1)
         weight = self.ramp_weight()
         d_logits = self.disc(sdm[lb:], image[lb:])["logits"]
         # Every unlabelled item should be taken for a labelled one (class 1).
-        loss_adv = F.cross_entropy(d_logits, torch.ones(batch - lb, dtype=torch.long))
+        ones = torch.ones(batch - lb, dtype=torch.long, device=image.device)
+        loss_adv = F.cross_entropy(d_logits, ones)
         loss = loss_dice + self.beta * loss_sdm + weight * loss_adv
         self.optimizer.zero_grad()
         loss.backward()

@@ -111,6 +111,8 @@ from jaxseg.nn import Discriminator3D, VNet
 from jaxseg.nn.layers import CONV_IMPLS
 
 PEER_NAME = "pytorch"
+#: The test helpers of a checkout (the PyTorch reference networks and training steps).
+TESTS = Path(__file__).resolve().parents[2] / "tests"
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 # name -> (kind, input shape (B, *S, C), channels last)
 ROWS: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -156,26 +158,34 @@ def _torch():
     """The torch module and the reference networks of the checkout's
     ``tests/torch_reference.py``, or None when torch is missing or jaxseg does not run from a
     checkout."""
-    tests = Path(__file__).resolve().parents[2] / "tests"
     try:
         import torch
     except ImportError:
         return None
-    if not (tests / "torch_reference.py").is_file():
+    if not (TESTS / "torch_reference.py").is_file():
         return None
-    _test_helper(tests, "reference_names")
-    torch_reference = _test_helper(tests, "torch_reference")
+    _test_helper(TESTS, "reference_names")
+    torch_reference = _test_helper(TESTS, "torch_reference")
     torch.set_num_threads(harness.cpu_threads())
     return torch, torch_reference
 
 
-def _torch_device(torch) -> str:
+def reference_steps():
+    """``(torch, torch_reference, torch_steps)``: with :func:`_torch`'s modules the checkout's
+    ``tests/torch_steps.py`` (the released SASSNet and DTML training iterations), or None."""
+    found = _torch()
+    if found is None or not (TESTS / "torch_steps.py").is_file():
+        return None
+    return (*found, _test_helper(TESTS, "torch_steps"))
+
+
+def torch_device(torch) -> str:
     """Where PyTorch runs: the GPU when JAX runs on one and PyTorch sees it, else the CPU."""
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
 def _synchronize(torch) -> None:
-    if _torch_device(torch) == "cuda":
+    if torch_device(torch) == "cuda":
         torch.cuda.synchronize()
 
 
@@ -286,15 +296,15 @@ _JAX = {
 # --------------------------------------------------------------------------- PyTorch side
 
 
-def _channels_first(torch, a: np.ndarray):
-    array = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1)))
-    return array.to(_torch_device(torch))
+def channels_first(torch, a: np.ndarray):
+    array = torch.from_numpy(np.array(np.moveaxis(a, -1, 1), order="C"))  # a writable copy
+    return array.to(torch_device(torch))
 
 
 def _torch_vnet_train(torch, net, data) -> Callable[[], Any]:
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    image, seg, sdm = (_channels_first(torch, data[k]) for k in ("image", "seg", "sdm"))
+    image, seg, sdm = (channels_first(torch, data[k]) for k in ("image", "seg", "sdm"))
 
     def dice(score, target):
         smooth = 1e-5
@@ -316,7 +326,7 @@ def _torch_vnet_train(torch, net, data) -> Callable[[], Any]:
 
 def _torch_vnet_eval(torch, net, data) -> Callable[[], Any]:
     net.eval()
-    image = _channels_first(torch, data["image"])
+    image = channels_first(torch, data["image"])
 
     def run():
         with torch.no_grad():
@@ -329,7 +339,7 @@ def _torch_vnet_eval(torch, net, data) -> Callable[[], Any]:
 
 def _torch_disc_grad(torch, net, data) -> Callable[[], Any]:
     net.train()
-    sdm, image = _channels_first(torch, data["sdm"]), _channels_first(torch, data["image"])
+    sdm, image = channels_first(torch, data["sdm"]), channels_first(torch, data["image"])
     batch = image.shape[0]
     labels = (torch.arange(batch) < batch // 2).long()
 
@@ -365,7 +375,7 @@ def _setup(name: str, *, with_peer: bool, conv_impl: str = "auto"):
     if ref is not None:
         torch, torch_reference = ref
         torch.manual_seed(0)
-        module = torch_reference.build(network).to(_torch_device(torch))
+        module = torch_reference.build(network).to(torch_device(torch))
     n_inputs = 2 if network == "discriminator3d" else 1
     variables = _variables(network, module, [shape] * n_inputs)
     ours = _JAX[kind](variables, data, conv_impl)

@@ -164,9 +164,12 @@ def _to_jax_layout(kind: str, leaf: str, value: np.ndarray, target: tuple, extra
     return np.transpose(pooled, (2, 1, 0)).reshape(target)
 
 
-def _expected(name: str) -> tuple[dict[str, Any], dict[str, tuple[str, str, str, tuple]]]:
-    """jaxseg's variable shapes for ``name``, and for every reference name its destination."""
-    module = reference_module(name)
+def _expected(
+    name: str, module: nn.Module | None = None
+) -> tuple[dict[str, Any], dict[str, tuple[str, str, str, tuple]]]:
+    """jaxseg's variable shapes for ``name`` (of ``module``, default :func:`reference_module`),
+    and for every reference name its destination."""
+    module = reference_module(name) if module is None else module
     inputs = [jnp.zeros(s) for s in REFERENCE_INPUTS[name]]
     shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs, train=False))
     shapes = jax.tree.map(lambda x: tuple(x.shape), nn.unbox(shapes))
@@ -187,7 +190,9 @@ def _torch_shape(kind: str, leaf: str, shape: tuple) -> tuple:
     return (shape[1], shape[0])
 
 
-def import_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def import_state_dict(
+    name: str, state_dict: Mapping[str, Any], *, module: nn.Module | None = None
+) -> dict[str, Any]:
     """Flax variables for :func:`reference_module` ``(name)`` from a reference ``state_dict``.
 
     Args:
@@ -196,10 +201,14 @@ def import_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any
       state_dict: the reference parameter and buffer names (PyTorch layout) mapped to arrays
         (numpy, or anything ``np.asarray`` accepts). A ``"module."`` prefix (from
         ``DataParallel``) is not accepted here; :func:`load_checkpoint` strips it.
+      module: the jaxseg module to import into when the reference network was built with other
+        widths than the default one (e.g. ``VNet(n_filters=8)`` for a V-Net of 8 filters): same
+        architecture and names, the shapes checked against this module's. Default
+        ``reference_module(name)``.
 
     Returns:
       ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` only for networks with batch
-      normalisation), float32, ready for ``reference_module(name).apply``.
+      normalisation), float32, ready for ``reference_module(name).apply`` (or ``module``'s).
 
     Raises:
       ValueError: naming the missing, unexpected or mis-shaped entries (the first few of each,
@@ -207,7 +216,7 @@ def import_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any
     """
     if name not in _TABLES:
         raise ValueError(f"unknown reference network {name!r}; expected one of {NAMES}")
-    shapes, destinations = _expected(name)
+    shapes, destinations = _expected(name, module)
     arrays = {k: np.asarray(v) for k, v in state_dict.items()}
     missing = [k for k in destinations if k not in arrays]
     unexpected = [k for k in arrays if k not in destinations]

@@ -207,19 +207,28 @@ def check_normalization(kind: str) -> None:
 
 
 def normalize(
-    x: jax.Array, kind: str, *, train: bool, dtype: Dtype = jnp.float32, name: str | None = None
+    x: jax.Array,
+    kind: str,
+    *,
+    train: bool,
+    dtype: Dtype = jnp.float32,
+    name: str | None = None,
+    batch_mask: jax.Array | None = None,
 ) -> jax.Array:
     """Apply normalisation ``kind`` (one of :data:`NORMALIZATIONS`) to channels-last ``x``.
 
-    ``batchnorm`` uses batch statistics when ``train`` and running averages otherwise;
-    ``groupnorm`` uses 16 groups; ``instancenorm`` normalises each sample and channel over space
-    and has no parameters (PyTorch's ``InstanceNorm3d`` defaults).
+    ``batchnorm`` uses batch statistics when ``train`` and running averages otherwise; with
+    ``batch_mask`` (``(B,)`` bool) the batch statistics, and so the running averages, are those
+    of the items it selects, and every item is normalised with them. ``groupnorm`` uses 16
+    groups; ``instancenorm`` normalises each sample and channel over space and has no parameters
+    (PyTorch's ``InstanceNorm3d`` defaults); both ignore ``batch_mask``.
     """
     check_normalization(kind)
     if kind == "batchnorm":
+        mask = None if batch_mask is None else batch_mask.reshape((-1,) + (1,) * (x.ndim - 1))
         return nn.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
-        )(x)
+        )(x, mask=mask)
     if kind == "groupnorm":
         return nn.GroupNorm(num_groups=16, epsilon=1e-5, dtype=dtype, name=name)(x)
     if kind == "instancenorm":

@@ -24,8 +24,10 @@ class UNet(nn.Module):
     channels and ``decoder_convs`` stages with ``features[i-1]`` outputs. A 1^d convolution gives
     the logits. Presets: :meth:`itn` and :meth:`stipple`.
 
-    ``__call__(x, *, train)`` takes ``(B, *S, C_in)`` with ``S`` divisible by
-    ``2 ** (len(features) - 1)`` and returns ``{"logits": (B, *S, num_classes)}``.
+    ``__call__(x, *, train, batch_mask=None)`` takes ``(B, *S, C_in)`` with ``S`` divisible by
+    ``2 ** (len(features) - 1)`` and returns ``{"logits": (B, *S, num_classes)}``;
+    ``batch_mask`` (``(B,)`` bool) restricts the batch-norm statistics of training to the items
+    it selects (:func:`jaxseg.nn.layers.normalize`).
     ``conv_impl``: see :data:`jaxseg.nn.layers.CONV_IMPLS`.
     """
 
@@ -62,7 +64,7 @@ class UNet(nn.Module):
         }
         return cls(spatial_dims=spatial_dims, num_classes=num_classes, **(defaults | kwargs))
 
-    def _stages(self, x, count: int, features: int, name: str, train: bool):
+    def _stages(self, x, count: int, features: int, name: str, train: bool, batch_mask):
         for i in range(count):
             x = layers.conv(
                 features,
@@ -73,13 +75,20 @@ class UNet(nn.Module):
                 name=f"{name}_conv{i}",
             )(x)
             x = layers.normalize(
-                x, self.normalization, train=train, dtype=self.dtype, name=f"{name}_norm{i}"
+                x,
+                self.normalization,
+                train=train,
+                dtype=self.dtype,
+                name=f"{name}_norm{i}",
+                batch_mask=batch_mask,
             )
             x = nn.relu(x)
         return x
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    def __call__(
+        self, x: jax.Array, *, train: bool, batch_mask: jax.Array | None = None
+    ) -> dict[str, jax.Array]:
         d, depth = self.spatial_dims, len(self.features)
         layers.check_normalization(self.normalization)
         if len(self.encoder_convs) != depth:
@@ -111,7 +120,9 @@ class UNet(nn.Module):
                     )(x)
                 else:
                     x = nn.max_pool(x, (2,) * d, strides=(2,) * d)
-            x = self._stages(x, self.encoder_convs[level], features, f"encoder{level}", train)
+            x = self._stages(
+                x, self.encoder_convs[level], features, f"encoder{level}", train, batch_mask
+            )
         for level in reversed(range(depth - 1)):
             features = self.features[level]
             if self.upsample == "linear":
@@ -119,7 +130,7 @@ class UNet(nn.Module):
             else:
                 x = layers.conv_transpose(features, 2, d, dtype=self.dtype, name=f"up{level}")(x)
             x = jnp.concatenate([x, skips[level]], axis=-1)
-            x = self._stages(x, self.decoder_convs, features, f"decoder{level}", train)
+            x = self._stages(x, self.decoder_convs, features, f"decoder{level}", train, batch_mask)
         logits = layers.conv(
             self.num_classes, 1, d, dtype=self.dtype, impl=self.conv_impl, name="head"
         )(x)

@@ -147,6 +147,13 @@ def make_train_step(config: Any):
         is_labelled = labelled.reshape(shape)
         target = jnp.where(is_labelled, batch["label"] == 1, images[..., TARGET] > 0.5)
         weight = jnp.where(is_labelled, True, images[..., WEIGHT] > 0.5).astype(images.dtype)
+        batch_mask = None
+        if int(config.data.unlabelled_batch) > 0:
+            # Items without any target (unlabelled slices before the first round) stay out of
+            # the batch-norm statistics: until then the network learns from the labelled
+            # items alone, Algorithm 2's first training (see the package docstring).
+            has_target = jnp.any(weight > 0, axis=tuple(range(1, weight.ndim)))
+            batch_mask = has_target | ~jnp.any(has_target)
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": net.batch_stats}
@@ -154,6 +161,7 @@ def make_train_step(config: Any):
                 variables,
                 _network_input(config, images),
                 train=True,
+                batch_mask=batch_mask,
                 rngs={"dropout": key},
                 mutable=["batch_stats"],
             )
