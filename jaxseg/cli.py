@@ -8,8 +8,10 @@ so that ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,6 +68,18 @@ def _quiet_library_tracebacks() -> None:
     logging.getLogger("absl").addFilter(_OneLineLibraryErrors())
     # asyncio's "exception was never retrieved" repeats what Orbax reports.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.excepthook = functools.partial(_drop_closed_loop_errors, sys.excepthook)
+    # ... and the writes they never started are reported when the interpreter exits.
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+
+
+def _drop_closed_loop_errors(previous, kind, value, traceback) -> None:
+    """``sys.excepthook`` without "Event loop is closed": after a failed checkpoint write the
+    storage library's remaining writes finish on threads whose callbacks find Orbax's event
+    loop closed, and each prints this traceback (one per array) after the CLI's own line."""
+    if kind is RuntimeError and str(value) == "Event loop is closed":
+        return
+    previous(kind, value, traceback)
 
 
 def _progress(args: argparse.Namespace) -> bool | None:

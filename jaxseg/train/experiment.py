@@ -333,7 +333,7 @@ def run_experiment(
     if primary:
         plot_curves(workdir)
     if not any(len(cases) for cases in split.test_sets.values()):
-        return {}  # nothing to test on (e.g. data.synthetic.test = 0): the run is still whole
+        return {}  # no test case in the data: the run is complete, nothing to evaluate
     test_sets = split.test_sets if _source_grid(config) is config else None
     return evaluate_run(method, config, workdir, test_sets=test_sets, progress=progress)
 
