@@ -8,8 +8,9 @@
 #    needed; jaxseg itself runs from the checkout). Prepare them where there is network, for the
 #    device's Python version, e.g.
 #      pip download -d .wheels --only-binary=:all: --python-version 3.11 \
-#        grain nibabel ml-collections medpy orbax-checkpoint chex optax flax
-#    and carry .wheels with the working tree.
+#        grain nibabel ml-collections medpy orbax-checkpoint chex optax flax monai
+#    and carry .wheels with the working tree. MONAI (the inference suite's peer) is optional:
+#    without it those rows run without their peer. PyTorch with CUDA is the image's.
 # 2. Refuses to run on the CPU unless --dry-run: the figures are meant to be the device's.
 # 3. Runs the suites in order of importance, each with --quick and under the time left of
 #    JAXSEG_BENCH_SECONDS (default 420 s, so that installs and start-up fit in 8 minutes): the
@@ -56,6 +57,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "missing: ${missing[*]} (no .wheels folder to install them from)" >&2
     exit 2
   fi
+fi
+if ! python -c "import monai" 2>/dev/null && [ -d .wheels ]; then
+  python -m pip install -q --no-index --find-links .wheels monai 2>/dev/null \
+    || echo "MONAI not installed: the inference rows run without their peer" >&2
 fi
 
 # 2. The device.

@@ -196,7 +196,7 @@ def test_four_devices_log_the_losses_of_one(tmp_path):
         env["JAX_ENABLE_X64"] = "1"
         argv = [sys.executable, "-m", "jaxseg.cli", "train", CONFIG.format("sassnet")]
         argv += ["--workdir", str(tmp_path / str(devices)), "--set", "train.steps=3", *FAST]
-        argv += ["--set", "train.precision=float64"]
+        argv += ["--set", "train.precision=float64", "--set", "data.synthetic.test=0"]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         assert f"on {devices} cpu device(s)" in done.stdout
