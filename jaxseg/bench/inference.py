@@ -51,7 +51,6 @@ import numpy as np
 
 from jaxseg.bench import harness, nets
 from jaxseg.inference import window_starts
-from jaxseg.interop.torch import import_state_dict
 from jaxseg.methods import _vnet, supervised
 from jaxseg.train.evaluate import OutputFn, json_safe, predict_volume
 
@@ -69,12 +68,12 @@ def _filters(name: str) -> int:
 
 
 def _peer_available() -> bool:
-    return importlib.util.find_spec("monai") is not None and nets._torch() is not None
+    return importlib.util.find_spec("monai") is not None and nets.reference_torch() is not None
 
 
 def _reference_vnet(n_filters: int):
     """``(torch, the reference V-Net in evaluation mode on the peer's device)``, seeded."""
-    torch, torch_reference = nets._torch()
+    torch, torch_reference = nets.reference_torch()
     torch.manual_seed(0)
     net = torch_reference.VNet(n_filters=n_filters).eval()
     return torch, net.to(nets.torch_device(torch))
@@ -100,13 +99,8 @@ def row(name: str, quick: bool = False, save: str | None = None) -> dict[str, An
         state = jax.jit(functools.partial(supervised.create_state, config))(jax.random.key(0))
     if _peer_available():
         _, reference = _reference_vnet(config.model.n_filters)
-        weights = {k: v.detach().cpu().numpy() for k, v in reference.state_dict().items()}
-        variables = import_state_dict("vnet", weights, module=_vnet.vnet(config))
-        seg = state.nets["seg"].replace(
-            params=jax.device_put(variables["params"]),
-            batch_stats=jax.device_put(variables["batch_stats"]),
-        )
-        state = state.replace(nets={**state.nets, "seg": seg})
+        variables = nets.imported("vnet", reference, into=_vnet.vnet(config))
+        state = nets.with_weights(state, {"seg": variables})
         del reference
     apply_fn = OutputFn(supervised.predict, config)
     window = {"patch": PATCH, "stride": stride, "batch_size": BATCH, "blend": "mean"}
@@ -154,7 +148,7 @@ def peer_row(name: str, quick: bool = False, save: str | None = None) -> dict[st
     def run():
         with torch.no_grad():
             out = sliding_window_inference(volume, PATCH, BATCH, predictor, overlap=overlap)
-        nets._synchronize(torch)
+        nets.synchronize(torch)
         return out
 
     timing = harness.measure(run, warmup=1, repeats=1 if quick else 3)

@@ -39,7 +39,6 @@ import jax
 import numpy as np
 
 from jaxseg.bench import harness, nets
-from jaxseg.interop.torch import import_state_dict
 from jaxseg.methods import dtml, sassnet, stipple, supervised
 
 METHODS = {"supervised": supervised, "sassnet": sassnet, "dtml": dtml, "stipple": stipple}
@@ -89,29 +88,12 @@ def reference_peer(
     torch.manual_seed(0)
     cls, networks = PEERS[name]
     modules = {net: builders[kind]().to(device) for net, kind in networks}
-    weights = {
-        net: import_state_dict(
-            kind, {k: v.detach().cpu().numpy() for k, v in modules[net].state_dict().items()}
-        )
-        for net, kind in networks
-    }
+    weights = {net: nets.imported(kind, modules[net]) for net, kind in networks}
     labelled = int(np.sum(inputs["labelled"]))
     steps = getattr(torch_steps, cls)(*modules.values(), labelled_bs=labelled)
     image = nets.channels_first(torch, inputs["image"][..., :1])
     label = torch.from_numpy(np.array(inputs["label"])).to(device)
     return functools.partial(steps.step, image, label), weights  # .item() waits for the GPU
-
-
-def _with_weights(state: Any, weights: dict[str, Any]) -> Any:
-    """``state`` whose networks start from ``weights`` (their optimizer states stay fresh)."""
-    nets_ = {
-        net: state.nets[net].replace(
-            params=jax.device_put(weights[net]["params"]),
-            batch_stats=jax.device_put(weights[net].get("batch_stats", {})),
-        )
-        for net in weights
-    }
-    return state.replace(nets={**state.nets, **nets_})
 
 
 def train_step_row(
@@ -144,7 +126,7 @@ def train_step_row(
         state = jax.jit(functools.partial(method.create_state, config))(jax.random.key(0))
     peer = reference_peer(name, jax.device_get(inputs)) if with_peer else None
     if peer is not None:
-        state = _with_weights(state, peer[1])
+        state = nets.with_weights(state, peer[1])
     timing = harness.measure_train_step(
         method.make_train_step(config), state, inputs, warmup=warmup, repeats=repeats
     )

@@ -154,7 +154,7 @@ def _test_helper(tests: Path, name: str) -> Any:
     return sys.modules[name]
 
 
-def _torch():
+def reference_torch():
     """The torch module and the reference networks of the checkout's
     ``tests/torch_reference.py``, or None when torch is missing or jaxseg does not run from a
     checkout."""
@@ -171,9 +171,10 @@ def _torch():
 
 
 def reference_steps():
-    """``(torch, torch_reference, torch_steps)``: with :func:`_torch`'s modules the checkout's
-    ``tests/torch_steps.py`` (the released SASSNet and DTML training iterations), or None."""
-    found = _torch()
+    """``(torch, torch_reference, torch_steps)``: with :func:`reference_torch`'s modules the
+    checkout's ``tests/torch_steps.py`` (the released SASSNet and DTML training iterations), or
+    None."""
+    found = reference_torch()
     if found is None or not (TESTS / "torch_steps.py").is_file():
         return None
     return (*found, _test_helper(TESTS, "torch_steps"))
@@ -184,7 +185,7 @@ def torch_device(torch) -> str:
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-def _synchronize(torch) -> None:
+def synchronize(torch) -> None:
     if torch_device(torch) == "cuda":
         torch.cuda.synchronize()
 
@@ -197,11 +198,31 @@ def _flax_module(name: str, conv_impl: str, dtype: Any = None) -> Any:
     return Discriminator3D(conv_impl=conv_impl, dtype=dtype)
 
 
+def imported(name: str, module: Any, into: Any = None) -> dict[str, Any]:
+    """The weights of the PyTorch reference network ``module`` (jaxseg's name ``name``) as Flax
+    variables, of ``into`` when its widths are not the default ones (see
+    :func:`jaxseg.interop.torch.import_state_dict`)."""
+    weights = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    return import_state_dict(name, weights, module=into)
+
+
+def with_weights(state: Any, variables: dict[str, Any]) -> Any:
+    """A method's ``state`` whose networks named in ``variables`` start from those Flax
+    variables (their optimizer states stay fresh)."""
+    replaced = {
+        net: state.nets[net].replace(
+            params=jax.device_put(value["params"]),
+            batch_stats=jax.device_put(value.get("batch_stats", {})),
+        )
+        for net, value in variables.items()
+    }
+    return state.replace(nets={**state.nets, **replaced})
+
+
 def _variables(name: str, module: Any, shapes: list[tuple[int, ...]]) -> dict[str, Any]:
     """The reference network's weights as Flax variables, or a seeded Flax init without it."""
     if module is not None:
-        weights = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-        return import_state_dict(name, weights)
+        return imported(name, module)
     flax_module = _flax_module(name, "auto")
     inputs = [jnp.zeros((1, 16, 16, 16, s[-1])) for s in shapes]
     return flax_module.init(jax.random.key(0), *inputs, train=False)
@@ -331,7 +352,7 @@ def _torch_vnet_eval(torch, net, data) -> Callable[[], Any]:
     def run():
         with torch.no_grad():
             out = net(image)
-        _synchronize(torch)
+        synchronize(torch)
         return out
 
     return run
@@ -369,7 +390,7 @@ def _setup(name: str, *, with_peer: bool, conv_impl: str = "auto"):
     convolutions as ``conv_impl``."""
     kind, shape = ROWS[name]
     data = _inputs(shape)
-    ref = _torch() if with_peer else None
+    ref = reference_torch() if with_peer else None
     network = "discriminator3d" if kind == "disc_grad" else "vnet"
     module = None
     if ref is not None:
